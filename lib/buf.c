@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/* buf.c: growable byte buffer. */
+#include <stdio.h>
+
+#include "buf.h"
+
+int fl_buf_grow(Buf *b, size_t extra) {
+        size_t need, cap;
+        char *p;
+
+        if (extra > SIZE_MAX / 2 - b->len)
+                return -ENOMEM;
+        need = b->len + extra + 1;
+        if (need <= b->cap)
+                return 0;
+        cap = MAX(need, b->cap * 2);
+        cap = MAX(cap, (size_t) 64);
+        p = realloc(b->data, cap);
+        if (!p)
+                return -ENOMEM;
+        b->data = p;
+        b->cap = cap;
+        return 0;
+}
+
+int fl_buf_append(Buf *b, const void *p, size_t n) {
+        int r = fl_buf_grow(b, n);
+        if (r < 0)
+                return r;
+        if (n)
+                memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = 0;
+        return 0;
+}
+
+int fl_buf_puts(Buf *b, const char *s) {
+        return fl_buf_append(b, s, strlen(s));
+}
+
+int fl_buf_putc(Buf *b, char c) {
+        return fl_buf_append(b, &c, 1);
+}
+
+int fl_buf_printf(Buf *b, const char *fmt, ...) {
+        va_list ap;
+        int n, r;
+
+        va_start(ap, fmt);
+        n = vsnprintf(NULL, 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return -EINVAL;
+        r = fl_buf_grow(b, (size_t) n);
+        if (r < 0)
+                return r;
+        va_start(ap, fmt);
+        (void) vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
+        va_end(ap);
+        b->len += (size_t) n;
+        return 0;
+}
+
+void fl_buf_consume(Buf *b, size_t n) {
+        if (n >= b->len) {
+                fl_buf_reset(b);
+                return;
+        }
+        memmove(b->data, b->data + n, b->len - n);
+        b->len -= n;
+        b->data[b->len] = 0;
+}
+
+void fl_buf_reset(Buf *b) {
+        b->len = 0;
+        if (b->data)
+                b->data[0] = 0;
+}
+
+void fl_buf_done(Buf *b) {
+        free(b->data);
+        *b = (Buf) BUF_INIT;
+}
+
+char *fl_buf_steal(Buf *b) {
+        char *p = b->data;
+        if (!p)
+                p = strdup("");
+        *b = (Buf) BUF_INIT;
+        return p;
+}
+
+const char *fl_buf_str(const Buf *b) {
+        return b->data ?: "";
+}
