@@ -13,3 +13,13 @@ int applet_daemon_main(int argc, char *argv[]) {
         log_error("fleet daemon: not implemented yet");
         return 1;
 }
+
+/* The standalone roles live here too (applets/agent.c holds the Agent component itself). */
+int applet_agent_main(int argc, char *argv[]) {
+        if (argc > 1 && (streq(argv[1], "--help") || streq(argv[1], "-h"))) {
+                printf("Usage: fleet agent [OPTIONS]\n");
+                return 0;
+        }
+        log_error("fleet agent: not implemented yet");
+        return 1;
+}

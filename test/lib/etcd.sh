@@ -4,6 +4,7 @@
 #   test/lib/etcd.sh stop NAME
 #   test/lib/etcd.sh kill-member NAME I            -> SIGKILL member I (1-based)
 #   test/lib/etcd.sh leader NAME                   -> prints the 1-based index of the raft leader
+# FLEET_ETCD_IPS="127.0.0.1 10.79.0.1" adds client listen addresses (test nodes).
 # State lives in $FLEET_TEST_STATE (default /tmp/fleet-test); every PID started is recorded in
 # $FLEET_TEST_STATE/NAME.pids and only those PIDs are ever signalled. With tls, certificates
 # from test/lib/certs.sh are used and client certificates are required; NAME.env then also
@@ -50,8 +51,10 @@ start() {
 	for i in $(seq 1 "$n"); do
 		cp=$((base + 2 * (i - 1))); pp=$((cp + 1))
 		eps="${eps:+$eps,}$scheme://127.0.0.1:$cp"
+		urls=""
+		for ip in ${FLEET_ETCD_IPS:-127.0.0.1}; do urls="${urls:+$urls,}$scheme://$ip:$cp"; done
 		env "${unset_env[@]}" etcd --name "$name$i" --data-dir "$data/$i" --enable-v2 \
-			--listen-client-urls "$scheme://127.0.0.1:$cp" --advertise-client-urls "$scheme://127.0.0.1:$cp" \
+			--listen-client-urls "$urls" --advertise-client-urls "$urls" \
 			--listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
 			--initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "$name-$$" \
 			--heartbeat-interval 50 --election-timeout 500 \
