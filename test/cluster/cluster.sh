@@ -19,11 +19,11 @@ set -uo pipefail
 
 CL_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CL_BUILD=${FLEET_BUILD:-$CL_TOP/build}
-CL_STATE=${FLEET_TEST_STATE:-/tmp/fleet-test}/cluster-$$
+CL_STATE=${FLEET_CL_STATE:-${FLEET_TEST_STATE:-/tmp/fleet-test}/cluster-$$}
 CL_BRIDGE=${FLEET_CL_BRIDGE:-fleetbr0}
 CL_NET=${FLEET_CL_NET:-10.79.0}
 CL_HOSTIP=$CL_NET.1
-CL_PREFIX=/fleet_functional/$$/
+CL_PREFIX=${FLEET_CL_PREFIX:-/fleet_functional/$$/}
 CL_TTL=${FLEET_CL_TTL:-3s}
 CL_ROOTFS=""
 CL_ETCD=""
@@ -45,8 +45,10 @@ cl_init() {
 	why=$(cl_why_not)
 	[ -z "$why" ] || { echo "$why"; return 1; }
 	mkdir -p "$CL_STATE/pids" "$CL_STATE/nodes"
-	trap cl_teardown EXIT
-	trap 'exit 130' INT TERM
+	if [ -z "${FLEET_CL_KEEP:-}" ]; then
+		trap cl_teardown EXIT
+		trap 'exit 130' INT TERM
+	fi
 	CL_ROOTFS=$("$CL_TOP/test/cluster/rootfs.sh") || { echo "rootfs build failed"; return 1; }
 	if ! ip link show "$CL_BRIDGE" >/dev/null 2>&1; then
 		ip link add "$CL_BRIDGE" type bridge &&
@@ -80,7 +82,7 @@ cl_prepare_node() {
 		mount -t overlay "fleet-n$n" -o "lowerdir=$CL_ROOTFS,upperdir=$d/upper,workdir=$d/work" "$d/merged" || return 1
 	m=$d/merged
 	echo "fleet-n$n" >"$m/etc/hostname"
-	[ -s "$m/etc/machine-id" ] || od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$m/etc/machine-id"
+	[ -s "$m/etc/machine-id" ] || { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; echo; } >"$m/etc/machine-id"
 	[ -f "$m/etc/ssh/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$m/etc/ssh/ssh_host_ed25519_key"
 	install -m 600 "$CL_STATE/ssh/id_ed25519.pub" "$m/root/.ssh/authorized_keys"
 	printf '127.0.0.1 localhost\n%s fleet-n%s\n%s fleet-host\n' "$ip" "$n" "$CL_HOSTIP" >"$m/etc/hosts"
@@ -124,6 +126,7 @@ cl_boot() {
 			--network-namespace-path="/run/netns/$1" --console=read-only --bind-ro="$2:/opt/fleet"' \
 		"$d/merged" "$ns" "$CL_BUILD" >"$d/console.log" 2>&1 </dev/null &
 	pid=$!
+	disown "$pid"
 	echo "$pid" >"$d/nspawn.pid"
 	for _ in $(seq 200); do
 		init=$(pgrep -P "$pid" -x systemd 2>/dev/null) && break
@@ -160,14 +163,15 @@ cl_stop() {
 	p=$(cat "$d/nspawn.pid" 2>/dev/null) || return 0
 	kill "$p" 2>/dev/null
 	for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$p" 2>/dev/null
-	cl_cleanup_node "$n"
+	cl_kill "$n"
 }
 
-# Power cut: SIGKILL the container (its processes die with its PID namespace).
+# Power cut: SIGKILL the container's PID 1, which takes its whole PID namespace with it
+# (killing only systemd-nspawn would leave the container running as an orphan).
 cl_kill() {
-	local n=$1 d=$CL_STATE/nodes/n$1 p
+	local n=$1 d=$CL_STATE/nodes/n$1 p i
 	p=$(cat "$d/nspawn.pid" 2>/dev/null) || return 0
+	i=$(cl_init_pid "$n") && kill -9 "$i" 2>/dev/null
 	kill -9 "$p" 2>/dev/null
 	for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
 	cl_cleanup_node "$n"
@@ -199,6 +203,7 @@ cl_teardown() {
 	for d in "$CL_STATE"/nodes/n*; do
 		[ -d "$d" ] || continue
 		n=${d##*/n}
+		p=$(cl_init_pid "$n") && kill -9 "$p" 2>/dev/null
 		p=$(cat "$d/nspawn.pid" 2>/dev/null) && kill -9 "$p" 2>/dev/null
 	done
 	sleep 0.2
