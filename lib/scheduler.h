@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* scheduler.h: the engine's decisions (spec §5.2-§5.8), pure: a registry snapshot in, a list of
+ * actions out, no I/O. The engine applies the actions with the registry's async writes.
+ *
+ * One plan = fleet's reconcile pass, deterministic (units and machines in name order):
+ *   pass 1  every scheduled job stays unless its target state is inactive, its machine went
+ *           away, it no longer satisfies its constraints there, or a unit there replaces it;
+ *   pass 2  every unscheduled, non-inactive, non-global job goes to the least-loaded machine
+ *           able to run it (ties: lowest machine ID); a placement that replaces units moves
+ *           them away within the same plan; MachineOf followers are retried once their peer
+ *           is placed, so a plan settles what fleet needed several passes for.
+ * Actions are net changes against the snapshot, ordered: all UNSCHEDULEs, then all SCHEDULEs,
+ * then SET_REASONs (each group by unit name). Applying every UNSCHEDULE before any SCHEDULE is
+ * safe: at most one of each per unit. A snapshot that needs nothing yields no action, so an
+ * idle cluster costs the engine no writes. */
+#pragma once
+
+#include "macro.h"
+#include "registry.h"
+
+typedef enum SchedActionType {
+        SCHED_UNSCHEDULE,   /* DELETE job/<unit>/target if it is still machine_id */
+        SCHED_SCHEDULE,     /* create job/<unit>/target = machine_id */
+        SCHED_SET_REASON,   /* job/<unit>/unschedulable = reason (NULL: clear) */
+        _SCHED_ACTION_MAX,
+} SchedActionType;
+
+typedef struct SchedAction {
+        SchedActionType type;
+        char *unit;
+        char *machine_id;   /* UNSCHEDULE: the machine it leaves; SCHEDULE: where it goes */
+        char *reason;       /* SET_REASON: the new value, NULL clears it;
+                             * UNSCHEDULE/SCHEDULE: why, for the log (never NULL) */
+} SchedAction;
+
+const char *fl_sched_action_type_to_string(SchedActionType t);   /* "unschedule", ... */
+
+/* One reconcile pass over s. *ret is an array of *ret_n actions (NULL when none), free with
+ * fl_sched_actions_free(). 0 or -ENOMEM. */
+int fl_scheduler_plan(const RegSnapshot *s, SchedAction **ret, size_t *ret_n);
+SchedAction *fl_sched_actions_free(SchedAction *a, size_t n);
+
