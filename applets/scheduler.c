@@ -1,15 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* scheduler.c: the 'scheduler' applet. */
-#include <stdio.h>
-
+/* scheduler.c: the 'scheduler' applet: fleetd with only the engine (and the API). */
 #include "applets.h"
-#include "log.h"
+#include "daemon.h"
 
 int applet_scheduler_main(int argc, char *argv[]) {
-        if (argc > 1 && (streq(argv[1], "--help") || streq(argv[1], "-h"))) {
-                printf("Usage: fleet scheduler [OPTIONS]\n");
-                return 0;
-        }
-        log_error("fleet scheduler: not implemented yet");
-        return 1;
+        return fl_daemon_run(argc, argv, "scheduler", FL_ROLES_SCHEDULER);
 }

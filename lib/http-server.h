@@ -126,6 +126,18 @@ int fl_http_unescape(const char *s, size_t n, bool plus_as_space, char **ret);
  * the number of values (0 and *ret = NULL when absent) or -ENOMEM. */
 int fl_http_query_values(const char *query, const char *key, char ***ret);
 
+/* ---- TLS ---- */
+
+typedef struct HttpTls HttpTls;
+/* Server-side TLS (1.2, mbedtls) with the certificate chain and private key from PEM files.
+ * With ca_file, clients must present a certificate signed by it. Returns 0, or a negative
+ * errno with *ret_error (owned, may be NULL on OOM) naming the file and mbedtls' reason. */
+int fl_http_tls_new(const char *cert_file, const char *key_file, const char *ca_file, HttpTls **ret,
+                    char **ret_error);
+HttpTls *fl_http_tls_ref(HttpTls *t);
+HttpTls *fl_http_tls_unref(HttpTls *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(HttpTls *, fl_http_tls_unref);
+
 /* ---- Server ---- */
 
 typedef void (*HttpHandlerFn)(HttpServer *s, HttpRequest *r, void *userdata);
@@ -158,7 +170,8 @@ int fl_http_server_new(sd_event *event, const HttpServerOptions *opts, HttpHandl
 /* Closes every listener and connection; pending requests become orphans. */
 HttpServer *fl_http_server_free(HttpServer *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HttpServer *, fl_http_server_free);
-/* Serves on a listening socket; the fd is owned by the server from now on (closed on error
- * too). Returns 0, -ENOTSOCK/-EINVAL if fd is not a listening stream socket, -ENOMEM. */
-int fl_http_server_add_listener(HttpServer *s, int fd);
+/* Serves on a listening socket, with TLS if tls is not NULL (the server takes a reference); the
+ * fd is owned by the server from now on (closed on error too). Returns 0, -ENOTSOCK/-EINVAL if
+ * fd is not a listening stream socket, -ENOMEM. */
+int fl_http_server_add_listener(HttpServer *s, int fd, HttpTls *tls);
 void fl_http_server_get_stats(const HttpServer *s, HttpServerStats *ret);

@@ -66,6 +66,9 @@ int fl_hash_from_hex(const char *s, uint8_t ret[20]);
 const char *fl_unit_file_get(const UnitFile *u, const char *section, const char *name);
 bool fl_unit_file_has_section(const UnitFile *u, const char *section);
 
+/* Decodes the UTF-8 sequence at s (n bytes available) with Go's rules (no overlong forms, no
+ * surrogates, nothing above U+10FFFF): its length, or 0 if it is invalid or truncated. */
+size_t fl_utf8_decode(const char *s, size_t n, uint32_t *ret_cp);
 /* Go's unicode.IsSpace for the UTF-8 rune at s (n bytes available): the rune's length if it is
  * white space, else 0. Invalid bytes are not space. Shared with the [X-Fleet] code, which splits
  * like Go's strings.Fields. */

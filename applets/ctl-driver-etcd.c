@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: MIT */
+/* ctl-driver-etcd.c: --driver=etcd: fleetctl reads and writes the registry itself (lib/
+ * registry.h), the way fleet's RegistryClient does. Each read is one fl_registry_load of the
+ * whole prefix, converted to the API's entities exactly as the HTTP API would present them
+ * (a global unit has a currentState only in lists), so commands cannot tell the drivers apart.
+ * The machines of the last read are kept for legends, and the first read also checks that no
+ * registered fleetd is newer than this fleetctl (fleet's warning box). */
+#include <stdio.h>
+
+#include "ctl.h"
+#include "registry.h"
+#include "strv.h"
+#include "unit-name.h"
+
+typedef struct EtcdDriver {
+        Registry *registry;
+        RegSnapshot *last;       /* most recent read */
+        bool version_checked;
+} EtcdDriver;
+
+static int fail_store(CtlDriver *d, int r) {
+        switch (r) {
+        case -ECONNREFUSED:
+        case -ETIMEDOUT:
+        case -EHOSTUNREACH:
+        case -ENETUNREACH:
+                return fl_ctl_driver_fail(d, r, "client: etcd cluster is unavailable or misconfigured: %s",
+                                          strerror(-r));
+        case -EBADMSG:
+                return fl_ctl_driver_fail(d, r, "unexpected data in the registry: %s", strerror(-r));
+        case -ENOMEM:
+                return fl_ctl_driver_fail(d, r, "out of memory");
+        default:
+                return fl_ctl_driver_fail(d, r, "etcd: %s", strerror(-r));
+        }
+}
+
+/* Numeric semver compare of "X.Y.Z[-pre]": >0 when a is newer. A pre-release sorts before
+ * its release. */
+static int semver_cmp(const char *a, const char *b) {
+        for (int i = 0; i < 3; i++) {
+                char *ea, *eb;
+                unsigned long x = strtoul(a, &ea, 10), y = strtoul(b, &eb, 10);
+
+                if (x != y)
+                        return x > y ? 1 : -1;
+                a = *ea == '.' ? ea + 1 : ea;
+                b = *eb == '.' ? eb + 1 : eb;
+        }
+        if (*a == '-' && *b != '-')
+                return -1;
+        if (*b == '-' && *a != '-')
+                return 1;
+        return strcmp(a, b) > 0 ? 1 : strcmp(a, b) < 0 ? -1 : 0;
+}
+
+static void check_version(EtcdDriver *e, const RegSnapshot *s) {
+        const char *latest = NULL;
+
+        if (e->version_checked)
+                return;
+        e->version_checked = true;
+        for (size_t i = 0; i < s->n_machines; i++) {
+                const char *v = s->machines[i].version;
+                if (isempty(v) || !(v[0] >= '0' && v[0] <= '9'))
+                        continue;
+                if (!latest || semver_cmp(v, latest) > 0)
+                        latest = v;
+        }
+        if (latest && semver_cmp(latest, FLEET_VERSION) > 0)
+                fprintf(stderr,
+                        "####################################################################\n"
+                        "WARNING: fleetctl (%s) is older than the latest registered\n"
+                        "version of fleet found in the cluster (%s). You are strongly\n"
+                        "recommended to upgrade fleetctl to prevent incompatibility issues.\n"
+                        "####################################################################\n",
+                        FLEET_VERSION, latest);
+}
+
+static int load(CtlDriver *d, const RegSnapshot **ret) {
+        EtcdDriver *e = d->data;
+        RegSnapshot *s = NULL;
+        int r;
+
+        r = fl_registry_load(e->registry, &s);
+        if (r < 0)
+                return fail_store(d, r);
+        fl_reg_snapshot_free(e->last);
+        e->last = s;
+        check_version(e, s);
+        *ret = s;
+        return 0;
+}
+
+static int dup_str(const char *s, char **ret) {
+        if (!s) {
+                *ret = NULL;
+                return 0;
+        }
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int convert_unit(const RegUnit *ru, bool collection, ApiUnit *ret) {
+        ApiUnit u = {};
+        int r;
+
+        r = dup_str(ru->name, &u.name);
+        if (r >= 0)
+                r = dup_str(fl_job_state_to_string(ru->target_state), &u.desired_state);
+        if (r >= 0 && (collection || !ru->global))
+                r = dup_str(fl_job_state_to_string(ru->current_state), &u.current_state);
+        if (r >= 0 && (collection || !ru->global))
+                r = dup_str(ru->target, &u.machine_id);
+        if (r >= 0)
+                r = dup_str(ru->unschedulable, &u.unschedulable);
+        if (r >= 0)
+                r = ru->file ? fl_unit_file_dup(ru->file, &u.file) : fl_unit_file_new(&u.file);
+        if (r < 0) {
+                fl_api_unit_done(&u);
+                return r;
+        }
+        *ret = u;
+        return 0;
+}
+
+static int etcd_list_units(CtlDriver *d, ApiUnit **ret, size_t *ret_n) {
+        const RegSnapshot *s;
+        ApiUnit *l;
+        int r;
+
+        r = load(d, &s);
+        if (r < 0)
+                return r;
+        l = new0(ApiUnit, s->n_units + 1);
+        if (!l)
+                return fail_store(d, -ENOMEM);
+        for (size_t i = 0; i < s->n_units; i++) {
+                r = convert_unit(&s->units[i], true, &l[i]);
+                if (r < 0) {
+                        fl_api_units_free(l, i);
+                        return fail_store(d, r);
+                }
+        }
+        *ret = l;
+        *ret_n = s->n_units;
+        return 0;
+}
+
+static int etcd_get_unit(CtlDriver *d, const char *name, ApiUnit *ret) {
+        const RegSnapshot *s;
+        const RegUnit *u;
+        int r;
+
+        r = load(d, &s);
+        if (r < 0)
+                return r;
+        u = fl_reg_snapshot_find_unit(s, name);
+        if (!u)
+                return -ENOENT;
+        r = convert_unit(u, false, ret);
+        return r < 0 ? fail_store(d, r) : 0;
+}
+
+static int etcd_list_states(CtlDriver *d, const char *unit, ApiUnitState **ret, size_t *ret_n) {
+        const RegSnapshot *s;
+        ApiUnitState *l;
+        size_t n = 0;
+        int r;
+
+        r = load(d, &s);
+        if (r < 0)
+                return r;
+        l = new0(ApiUnitState, s->n_states + 1);
+        if (!l)
+                return fail_store(d, -ENOMEM);
+        for (size_t i = 0; i < s->n_states; i++) {
+                const RegUnitState *rs = &s->states[i];
+                ApiUnitState *o = &l[n];
+
+                if (unit && !streq_ptr(rs->name, unit))
+                        continue;
+                n++;
+                if (dup_str(rs->name, &o->name) < 0 || dup_str(rs->machine_id, &o->machine_id) < 0 ||
+                    dup_str(rs->hash[0] ? rs->hash : NULL, &o->hash) < 0 ||
+                    dup_str(rs->load_state, &o->load_state) < 0 ||
+                    dup_str(rs->active_state, &o->active_state) < 0 || dup_str(rs->sub_state, &o->sub_state) < 0) {
+                        fl_api_unit_states_free(l, n);
+                        return fail_store(d, -ENOMEM);
+                }
+        }
+        *ret = l;
+        *ret_n = n;
+        return 0;
+}
+
+static int convert_machines(const RegSnapshot *s, ApiMachine **ret, size_t *ret_n) {
+        ApiMachine *l = new0(ApiMachine, s->n_machines + 1);
+
+        if (!l)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_machines; i++) {
+                const RegMachine *m = &s->machines[i];
+                ApiMachine *o = &l[i];
+
+                if (dup_str(m->id, &o->id) < 0 || dup_str(isempty(m->public_ip) ? NULL : m->public_ip, &o->public_ip) < 0)
+                        goto oom;
+                if (m->n_metadata > 0) {
+                        o->metadata = new0(char *, 2 * m->n_metadata + 1);
+                        if (!o->metadata)
+                                goto oom;
+                        for (size_t k = 0; k < 2 * m->n_metadata; k++)
+                                if (dup_str(m->metadata[k], &o->metadata[k]) < 0)
+                                        goto oom;
+                        o->n_metadata = m->n_metadata;
+                }
+        }
+        *ret = l;
+        *ret_n = s->n_machines;
+        return 0;
+oom:
+        fl_api_machines_free(l, s->n_machines);
+        return -ENOMEM;
+}
+
+static int etcd_list_machines(CtlDriver *d, ApiMachine **ret, size_t *ret_n) {
+        const RegSnapshot *s;
+        int r;
+
+        r = load(d, &s);
+        if (r < 0)
+                return r;
+        r = convert_machines(s, ret, ret_n);
+        return r < 0 ? fail_store(d, r) : 0;
+}
+
+static int etcd_peek_machines(CtlDriver *d, ApiMachine **ret, size_t *ret_n) {
+        EtcdDriver *e = d->data;
+
+        if (!e->last)
+                return -ENODATA;
+        return convert_machines(e->last, ret, ret_n);
+}
+
+static int etcd_create_unit(CtlDriver *d, const char *name, const UnitFile *u) {
+        EtcdDriver *e = d->data;
+        int r;
+
+        r = fl_registry_create_unit(e->registry, name, u, JOB_STATE_INACTIVE);
+        return r < 0 ? fail_store(d, r) : 0;
+}
+
+static int etcd_set_target_state(CtlDriver *d, const char *name, const char *state) {
+        EtcdDriver *e = d->data;
+        JobState s = fl_job_state_from_string(state);
+        int r;
+
+        /* The API's checks (§3.4), so that both drivers refuse the same requests. */
+        if (s < 0)
+                return fl_ctl_driver_fail(d, EINVAL, "invalid desired state \"%s\"", state);
+        if (fl_unit_name_is_template(name) && s != JOB_STATE_INACTIVE)
+                return fl_ctl_driver_fail(d, EINVAL, "cannot activate template \"%s\"", name);
+        r = fl_registry_set_target_state(e->registry, name, s);
+        if (r == -ENOENT)
+                return fl_ctl_driver_fail(d, r, "unit does not exist");
+        return r < 0 ? fail_store(d, r) : 0;
+}
+
+static int etcd_destroy_unit(CtlDriver *d, const char *name) {
+        EtcdDriver *e = d->data;
+        int r;
+
+        r = fl_registry_destroy_unit(e->registry, name);
+        if (r == -ENOENT)
+                return r;
+        return r < 0 ? fail_store(d, r) : 0;
+}
+
+static void etcd_free(CtlDriver *d) {
+        EtcdDriver *e = d->data;
+
+        if (!e)
+                return;
+        fl_reg_snapshot_free(e->last);
+        fl_registry_free(e->registry);
+        free(e);
+}
+
+static const CtlDriverOps etcd_ops = {
+        .name = "etcd",
+        .list_units = etcd_list_units,
+        .get_unit = etcd_get_unit,
+        .list_states = etcd_list_states,
+        .list_machines = etcd_list_machines,
+        .create_unit = etcd_create_unit,
+        .set_target_state = etcd_set_target_state,
+        .destroy_unit = etcd_destroy_unit,
+        .peek_machines = etcd_peek_machines,
+        .free = etcd_free,
+};
+
+int fl_ctl_driver_etcd_new(Ctl *c, CtlDriver **ret, char **ret_error) {
+        _cleanup_(fl_ctl_driver_freep) CtlDriver *d = NULL;
+        _cleanup_strv_free_ char **endpoints = NULL;
+        RegistryConfig cfg;
+        EtcdDriver *e;
+        const char *ep = c->endpoint;
+        int r;
+
+        /* --experimental-api=false with the default endpoint meant etcd's old defaults. */
+        if (!c->experimental_api && streq(ep, FL_CTL_DEFAULT_ENDPOINT))
+                ep = "http://127.0.0.1:2379,http://127.0.0.1:4001";
+        r = fl_strv_split(ep, ",", &endpoints);
+        if (r < 0)
+                return r;
+        STRV_FOREACH(p, endpoints)
+                if (!startswith(*p, "http://") && !startswith(*p, "https://")) {
+                        *ret_error = fl_ctl_asprintf("invalid etcd endpoint \"%s\": only http:// and https:// are supported",
+                                                     *p);
+                        return -EINVAL;
+                }
+        if (!endpoints) {
+                *ret_error = strdup("no etcd endpoint given");
+                return -EINVAL;
+        }
+        if (c->tunnel) {
+                *ret_error = strdup("--tunnel is not supported with --driver=etcd; use the API driver");
+                return -EOPNOTSUPP;
+        }
+
+        d = new0(CtlDriver, 1);
+        if (!d)
+                return -ENOMEM;
+        d->ops = &etcd_ops;
+        e = new0(EtcdDriver, 1);
+        if (!e)
+                return -ENOMEM;
+        d->data = e;
+
+        cfg = (RegistryConfig) {
+                .endpoints = endpoints,
+                .prefix = c->etcd_key_prefix,
+                .ca_file = isempty(c->ca_file) ? NULL : c->ca_file,
+                .cert_file = isempty(c->cert_file) ? NULL : c->cert_file,
+                .key_file = isempty(c->key_file) ? NULL : c->key_file,
+                .request_timeout_usec = (uint64_t) (c->request_timeout * 1e6),
+        };
+        r = fl_registry_new(&cfg, NULL, &e->registry);
+        if (r < 0) {
+                *ret_error = fl_ctl_asprintf("%s", strerror(-r));
+                return r;
+        }
+        *ret = TAKE_PTR(d);
+        return 0;
+}

@@ -1,0 +1,940 @@
+/* SPDX-License-Identifier: MIT */
+/* ctl-units.c: submit, load, start, stop, unload, destroy, restart (spec §1.4-§1.6). They
+ * share the lazy creation of units from local files or templates and the wait for units to
+ * reach a state. Departures from fleet v1.0.0, on purpose:
+ *   - every wait polls all units in one loop (250 ms), an attempt is 2 s as in fleet;
+ *   - while a unit waits to be placed, the reason the engine recorded for not placing it
+ *     (unschedulableReason) is shown, and the timeout error repeats it;
+ *   - start waits up to --start-timeout (30 s) for systemd to report the unit active, instead
+ *     of failing after 2 s; --no-block prints one "Triggered" line per unit;
+ *   - restart really stops (waits for "loaded") before starting again, and restarts global
+ *     units with systemctl on every machine running them;
+ *   - stop/unload report a failure to set the target state instead of ignoring it;
+ *   - destroy waits (unless --no-block) until the units are gone. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "buf.h"
+#include "ctl.h"
+#include "strv.h"
+#include "unit-name.h"
+#include "unit-options.h"
+
+#define POLL_USEC (250ULL * 1000ULL)
+#define ATTEMPT_USEC (2ULL * 1000ULL * 1000ULL)
+
+/* ---- Local unit files ---- */
+
+/* Reads and parses a local unit file. 0, -ENOENT if it does not exist, or another error with
+ * *ret_error set. */
+static int read_unit_file(const char *path, UnitFile **ret, char **ret_error) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0, cap = 0;
+        struct stat st;
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = -errno;
+                if (r != -ENOENT)
+                        *ret_error = fl_ctl_asprintf("open %s: %s", path, strerror(-r));
+                return r;
+        }
+        if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+                *ret_error = fl_ctl_asprintf("read %s: is a directory", path);
+                return -EISDIR;
+        }
+        for (;;) {
+                ssize_t n;
+
+                if (len == cap) {
+                        char *p;
+                        if (cap > FL_UNIT_FILE_MAX) {
+                                *ret_error = fl_ctl_asprintf("%s: unit file too large", path);
+                                return -E2BIG;
+                        }
+                        cap = cap ? cap * 2 : 4096;
+                        p = realloc(data, cap + 1);
+                        if (!p)
+                                return -ENOMEM;
+                        data = p;
+                }
+                n = read(fd, data + len, cap - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        *ret_error = fl_ctl_asprintf("read %s: %s", path, strerror(-r));
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        r = fl_unit_file_parse(data ?: "", len, ret, ret_error);
+        if (r == -ENOMEM)
+                return r;
+        return r;
+}
+
+/* fleet's maybeAppendDefaultUnitType on the whole argument (a path keeps its directory). */
+static char *arg_with_type(const char *arg) {
+        _cleanup_free_ char *name = fl_unit_name_mangle(arg);
+
+        if (!name)
+                return NULL;
+        if (endswith(arg, name))
+                return strdup(arg);
+        return fl_ctl_asprintf("%s.service", arg);
+}
+
+/* path.Join(path.Dir(arg), file). */
+static char *sibling_path(const char *arg, const char *file) {
+        const char *slash = strrchr(arg, '/');
+
+        if (!slash)
+                return strdup(file);
+        return fl_ctl_asprintf("%.*s/%s", (int) (slash - arg), arg, file);
+}
+
+/* ---- Waiting ---- */
+
+typedef struct Wait {
+        const char *name;
+        bool done;
+        char *machine_id;      /* where the unit ended up */
+        char *reason;          /* last unschedulable reason shown */
+} Wait;
+
+static void waits_free(Wait *w, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(w[i].machine_id);
+                free(w[i].reason);
+        }
+        free(w);
+}
+
+/* Effective attempts: -1 --no-block, 0 forever, else --block-attempts. */
+static int block_attempts(Ctl *c) {
+        if (c->no_block)
+                return -1;
+        return c->block_attempts > 0 ? c->block_attempts : 0;
+}
+
+static void print_reached(Ctl *c, const ApiUnit *u, const char *state) {
+        _cleanup_free_ char *legend = NULL;
+
+        if (!isempty(u->machine_id)) {
+                const ApiMachine *m = fl_ctl_machine_cached(c, u->machine_id);
+                if (m)
+                        legend = fl_ctl_machine_legend(m->id, m->public_ip, false);
+        }
+        if (legend)
+                printf("Unit %s %s on %s\n", u->name, state, legend);
+        else
+                printf("Unit %s %s\n", u->name, state);
+        fflush(stdout);
+}
+
+/* Polls every unit of names until its state is `state` (global units: desired state), printing
+ * "Unit <name> <state>[ on <machine>]" for each. attempts as block_attempts() (>= 0). Returns 0,
+ * or -ETIMEDOUT after logging "Error waiting for units: ..." for every unit that timed out;
+ * *ret_error then holds the first error. ret_waits (optional) gets the per-unit results. */
+static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char *state, int attempts,
+                           Wait **ret_waits, char **ret_error) {
+        size_t n = fl_strv_length(names), pending = n;
+        uint64_t deadline = attempts > 0 ? fl_ctl_now() + (uint64_t) attempts * ATTEMPT_USEC : 0;
+        Wait *w;
+        int r = 0;
+
+        w = new0(Wait, n ?: 1);
+        if (!w)
+                return log_oom();
+        for (size_t i = 0; i < n; i++)
+                w[i].name = names[i];
+
+        while (pending > 0) {
+                for (size_t i = 0; i < n; i++) {
+                        ApiUnit u = {};
+                        const char *have;
+                        bool global;
+
+                        if (w[i].done)
+                                continue;
+                        r = d->ops->get_unit(d, w[i].name, &u);
+                        if (r < 0) {
+                                log_debug("Error retrieving Unit(%s) from Registry: %s", w[i].name,
+                                          r == -ENOENT ? "not found" : strempty(d->error));
+                                continue;
+                        }
+                        global = fl_ctl_unit_is_global(&u);
+                        have = global ? u.desired_state : u.current_state;
+                        if (streq_ptr(have, state)) {
+                                w[i].done = true;
+                                pending--;
+                                free(w[i].machine_id);
+                                w[i].machine_id = u.machine_id ? strdup(u.machine_id) : NULL;
+                                /* A global unit has no current state of its own: say what we
+                                 * waited for rather than fleet's "Unit x " with nothing. */
+                                print_reached(c, &u, global ? state : strempty(u.current_state));
+                        } else if (!isempty(u.unschedulable) && !streq_ptr(u.unschedulable, w[i].reason)) {
+                                log_warning("Unit %s cannot be scheduled: %s", w[i].name, u.unschedulable);
+                                free(w[i].reason);
+                                w[i].reason = strdup(u.unschedulable);
+                        } else if (isempty(u.unschedulable))
+                                w[i].reason = mfree(w[i].reason);
+                        fl_api_unit_done(&u);
+                }
+                if (pending == 0)
+                        break;
+                if (deadline > 0 && fl_ctl_now() >= deadline)
+                        break;
+                fl_ctl_sleep(POLL_USEC);
+        }
+
+        r = 0;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *e = NULL;
+
+                if (w[i].done)
+                        continue;
+                if (w[i].reason)
+                        e = fl_ctl_asprintf("timed out waiting for unit %s to report state %s: %s", w[i].name,
+                                            state, w[i].reason);
+                else
+                        e = fl_ctl_asprintf("timed out waiting for unit %s to report state %s", w[i].name, state);
+                log_error("Error waiting for units: %s", strempty(e));
+                if (r == 0 && ret_error)
+                        *ret_error = TAKE_PTR(e);
+                r = -ETIMEDOUT;
+        }
+        if (ret_waits)
+                *ret_waits = w;
+        else
+                waits_free(w, n);
+        return r;
+}
+
+/* fleet's tryWaitForUnitStates: with --no-block only "Triggered unit <name> <verb>". */
+static int try_wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char *verb, const char *state,
+                               Wait **ret_waits, char **ret_error) {
+        int attempts = block_attempts(c);
+
+        if (attempts < 0) {
+                STRV_FOREACH(n, names)
+                        printf("Triggered unit %s %s\n", *n, verb);
+                return 0;
+        }
+        return wait_for_states(c, d, names, state, attempts, ret_waits, ret_error);
+}
+
+/* After start: systemd on the unit's machine must report it loaded and active. */
+static int wait_for_active(Ctl *c, CtlDriver *d, char *const *names, Wait *waits, char **ret_error) {
+        size_t n = fl_strv_length(names), pending = n;
+        uint64_t deadline = c->start_timeout > 0 ? fl_ctl_now() + (uint64_t) (c->start_timeout * 1e6) : 0;
+        _cleanup_free_ bool *done = NULL;
+        _cleanup_strv_free_ char **last = NULL;
+        int r = 0;
+
+        done = new0(bool, n ?: 1);
+        last = new0(char *, n + 1);
+        if (!done || !last)
+                return log_oom();
+        while (pending > 0) {
+                for (size_t i = 0; i < n; i++) {
+                        ApiUnitState *ss = NULL;
+                        size_t k = 0;
+
+                        if (done[i])
+                                continue;
+                        r = d->ops->list_states(d, names[i], &ss, &k);
+                        if (r < 0) {
+                                log_debug("Error getting unit state of %s: %s", names[i], strempty(d->error));
+                                continue;
+                        }
+                        for (size_t j = 0; j < k; j++) {
+                                const char *m = waits ? waits[i].machine_id : NULL;
+
+                                if (!streq(ss[j].name, names[i]))
+                                        continue;
+                                if (m && !streq_ptr(ss[j].machine_id, m))
+                                        continue;
+                                free(last[i]);
+                                last[i] = fl_ctl_asprintf("%s/%s", strempty(ss[j].active_state),
+                                                          strempty(ss[j].sub_state));
+                                if (streq_ptr(ss[j].active_state, "active") &&
+                                    streq_ptr(ss[j].load_state, "loaded")) {
+                                        done[i] = true;
+                                        pending--;
+                                        break;
+                                }
+                        }
+                        fl_api_unit_states_free(ss, k);
+                }
+                if (pending == 0 || (deadline > 0 && fl_ctl_now() >= deadline))
+                        break;
+                fl_ctl_sleep(POLL_USEC);
+        }
+
+        r = 0;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *e = NULL;
+
+                if (done[i])
+                        continue;
+                if (last[i])
+                        e = fl_ctl_asprintf("Failed to find an active unit %s within %gs (last state %s)", names[i],
+                                            c->start_timeout, last[i]);
+                else
+                        e = fl_ctl_asprintf("Failed to find an active unit %s within %gs (no state reported)",
+                                            names[i], c->start_timeout);
+                log_error("Error waiting for units: %s", strempty(e));
+                if (r == 0)
+                        *ret_error = TAKE_PTR(e);
+                r = -ETIMEDOUT;
+        }
+        return r;
+}
+
+/* ---- Lazy creation (§1.4) ---- */
+
+typedef enum Command {
+        CMD_SUBMIT,
+        CMD_LOAD,
+        CMD_START,
+        CMD_OTHER,
+} Command;
+
+static Command command_of(Ctl *c) {
+        if (streq(c->verb, "submit"))
+                return CMD_SUBMIT;
+        if (streq(c->verb, "load"))
+                return CMD_LOAD;
+        if (streq(c->verb, "start"))
+                return CMD_START;
+        return CMD_OTHER;
+}
+
+/* Compares the local file (or, for an instance, the local template next to it) with the unit
+ * in the registry. Returns 1 different, 0 same, <0 when there is nothing local to compare
+ * (*ret_error set). Warns about a difference unless --replace. */
+static int local_unit_differs(Ctl *c, const char *file, const ApiUnit *u, char **ret_error) {
+        _cleanup_(fl_unit_file_freep) UnitFile *local = NULL;
+        _cleanup_(fl_unit_name_info_done) UnitNameInfo info = {};
+        _cleanup_free_ char *tpl_path = NULL, *base = NULL;
+        int r;
+
+        r = read_unit_file(file, &local, ret_error);
+        if (r >= 0) {
+                bool same = fl_unit_file_equal(local, u->file);
+                if (!same && !c->replace)
+                        log_warning("WARNING: Unit %s in registry differs from local unit file %s. Add --replace to override.",
+                                    u->name, file);
+                return !same;
+        }
+        if (r == -ENOMEM)
+                return log_oom();
+        *ret_error = mfree(*ret_error);
+
+        base = fl_unit_name_mangle(file);
+        if (!base)
+                return log_oom();
+        if (fl_unit_name_info(base, &info) < 0) {
+                *ret_error = fl_ctl_asprintf("error extracting information from unit name %s", file);
+                return -EINVAL;
+        }
+        if (!fl_unit_name_is_instance(base)) {
+                *ret_error = fl_ctl_asprintf("error Unit %s does not seem to be a template unit", file);
+                return -EINVAL;
+        }
+        tpl_path = sibling_path(file, info.template_name);
+        if (!tpl_path)
+                return log_oom();
+        r = read_unit_file(tpl_path, &local, ret_error);
+        if (r < 0) {
+                if (r == -ENOENT)
+                        *ret_error = fl_ctl_asprintf("stat %s: no such file or directory", tpl_path);
+                return r;
+        }
+        {
+                bool same = fl_unit_file_equal(local, u->file);
+                if (!same && !c->replace)
+                        log_warning("WARNING: Unit %s in registry differs from local template unit file %s. Add --replace to override.",
+                                    u->name, tpl_path);
+                return !same;
+        }
+}
+
+/* fleet's checkUnitCreation: 1 to create the unit, 0 to leave it, <0 error (*ret_error). */
+static int check_unit_creation(Ctl *c, CtlDriver *d, const char *arg, const char *name, char **ret_error) {
+        _cleanup_(fl_api_unit_done) ApiUnit u = {};
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = d->ops->get_unit(d, name, &u);
+        if (r == -ENOENT)
+                return 1;
+        if (r < 0) {
+                *ret_error = fl_ctl_asprintf("error retrieving Unit(%s) from Registry: %s", name, strempty(d->error));
+                return r;
+        }
+
+        r = local_unit_differs(c, arg, &u, &error);
+        if (!c->replace) {
+                if (r == 0)
+                        log_debug("Found same Unit(%s) in Registry, no need to recreate it", name);
+                return 0;
+        }
+        if (r < 0) {
+                *ret_error = TAKE_PTR(error);
+                return r;
+        }
+        if (r == 0) {
+                printf("Found same Unit(%s) in Registry, nothing to do\n", name);
+                return 0;
+        }
+        {
+                Command cmd = command_of(c);
+                const char *ds = strempty(u.desired_state);
+                bool ok = streq(ds, "inactive") || (cmd >= CMD_LOAD && streq(ds, "loaded")) ||
+                          (cmd == CMD_START && streq(ds, "launched"));
+
+                if (cmd == CMD_OTHER) {
+                        *ret_error = strdup("error: replacing units is not supported in this context");
+                        return -EINVAL;
+                }
+                if (!ok) {
+                        log_warning("Warning: can not replace Unit(%s) in state '%s', use the appropriate command",
+                                    name, ds);
+                        return 0;
+                }
+        }
+        return 1;
+}
+
+/* fleet's getUnitFile: the local file, else for an instance the template from the registry,
+ * else the local template next to the argument. */
+static int get_unit_file(CtlDriver *d, Ctl *c, const char *arg, const char *name, UnitFile **ret,
+                         char **ret_error) {
+        _cleanup_(fl_unit_name_info_done) UnitNameInfo info = {};
+        _cleanup_(fl_api_unit_done) ApiUnit tpl = {};
+        _cleanup_free_ char *error = NULL, *tpl_path = NULL;
+        int r;
+
+        r = read_unit_file(arg, ret, &error);
+        if (r >= 0)
+                return 0;
+        if (r != -ENOENT) {
+                *ret_error = fl_ctl_asprintf("failed getting Unit(%s) from file: %s", arg, strempty(error));
+                return r;
+        }
+        if (fl_unit_name_info(name, &info) < 0) {
+                *ret_error = fl_ctl_asprintf("error extracting information from unit name %s", name);
+                return -EINVAL;
+        }
+        if (!fl_unit_name_is_instance(name)) {
+                *ret_error = fl_ctl_asprintf("unable to find Unit(%s) in Registry or on filesystem", name);
+                return -ENOENT;
+        }
+
+        r = d->ops->get_unit(d, info.template_name, &tpl);
+        if (r < 0 && r != -ENOENT) {
+                *ret_error = fl_ctl_asprintf("failed getting Unit(%s) from template: error retrieving template Unit(%s) from Registry: %s",
+                                             arg, info.template_name, strempty(d->error));
+                return r;
+        }
+        if (r >= 0) {
+                (void) local_unit_differs(c, arg, &tpl, &error);
+                r = fl_unit_file_dup(tpl.file, ret);
+                return r < 0 ? log_oom() : 0;
+        }
+
+        tpl_path = sibling_path(arg, info.template_name);
+        if (!tpl_path)
+                return log_oom();
+        error = mfree(error);
+        r = read_unit_file(tpl_path, ret, &error);
+        if (r == -ENOENT) {
+                *ret_error = fl_ctl_asprintf("failed getting Unit(%s) from template: unable to find template Unit(%s) in Registry or on filesystem",
+                                             arg, info.template_name);
+                return r;
+        }
+        if (r < 0) {
+                *ret_error = fl_ctl_asprintf("failed getting Unit(%s) from template: unable to load template Unit(%s) from file: %s",
+                                             arg, info.template_name, strempty(error));
+                return r;
+        }
+        return 0;
+}
+
+/* fleet's createUnit: the API's checks first, so both drivers refuse the same units. */
+static int create_unit(CtlDriver *d, const char *name, const UnitFile *u, char **ret_error) {
+        _cleanup_(fl_unit_requirements_done) UnitRequirements req = {};
+        _cleanup_free_ char *msg = NULL;
+        int r;
+
+        r = fl_unit_name_validate(name, &msg);
+        if (r < 0) {
+                *ret_error = TAKE_PTR(msg);
+                return r;
+        }
+        r = fl_unit_options_validate(u, NULL, &msg);
+        if (r < 0) {
+                *ret_error = TAKE_PTR(msg);
+                return r;
+        }
+        if (fl_unit_requirements_parse(u, name, &req) >= 0)
+                STRV_FOREACH(k, req.unknown_keys)
+                        log_warning("Unit %s: unrecognized requirement in [X-Fleet] section: \"%s\"", name, *k);
+        r = d->ops->create_unit(d, name, u);
+        if (r < 0) {
+                *ret_error = fl_ctl_asprintf("failed creating unit %s: %s", name, strempty(d->error));
+                return r;
+        }
+        log_debug("Created Unit(%s) in Registry", name);
+        return 0;
+}
+
+/* fleet's lazyCreateUnits. Logs "Error creating units: <err>" itself; <0 on failure. */
+static int lazy_create_units(Ctl *c, CtlDriver *d, char **args) {
+        _cleanup_strv_free_ char **created = NULL;
+        int r;
+
+        STRV_FOREACH(a, args) {
+                _cleanup_(fl_unit_file_freep) UnitFile *uf = NULL;
+                _cleanup_free_ char *arg = NULL, *name = NULL, *error = NULL;
+
+                arg = arg_with_type(*a);
+                name = fl_unit_name_mangle(*a);
+                if (!arg || !name)
+                        return log_oom();
+                r = check_unit_creation(c, d, arg, name, &error);
+                if (r < 0)
+                        return log_error_errno(r, "Error creating units: %s", strempty(error));
+                if (r == 0)
+                        continue;
+                r = get_unit_file(d, c, arg, name, &uf, &error);
+                if (r < 0)
+                        return log_error_errno(r, "Error creating units: %s", strempty(error));
+                r = create_unit(d, name, uf, &error);
+                if (r < 0)
+                        return log_error_errno(r, "Error creating units: %s", strempty(error));
+                if (!fl_strv_contains(created, name) && fl_strv_extend(&created, name) < 0)
+                        return log_oom();
+        }
+
+        if (created && block_attempts(c) >= 0) {
+                r = wait_for_states(c, d, created, "inactive", block_attempts(c), NULL, NULL);
+                if (r < 0)
+                        return log_error_errno(r, "Error creating units: One or more errors creating units");
+        }
+        return 0;
+}
+
+/* ---- Finding units ---- */
+
+static int unit_copy(const ApiUnit *src, ApiUnit *ret) {
+        ApiUnit u = {
+                .name = strdup(strempty(src->name)),
+                .desired_state = src->desired_state ? strdup(src->desired_state) : NULL,
+                .current_state = src->current_state ? strdup(src->current_state) : NULL,
+                .machine_id = src->machine_id ? strdup(src->machine_id) : NULL,
+                .unschedulable = src->unschedulable ? strdup(src->unschedulable) : NULL,
+        };
+
+        if (!u.name || (src->desired_state && !u.desired_state) || (src->current_state && !u.current_state) ||
+            (src->machine_id && !u.machine_id) || (src->unschedulable && !u.unschedulable) ||
+            (src->file ? fl_unit_file_dup(src->file, &u.file) : fl_unit_file_new(&u.file)) < 0) {
+                fl_api_unit_done(&u);
+                return -ENOMEM;
+        }
+        *ret = u;
+        return 0;
+}
+
+/* fleet's findUnits: the units of the registry named by the arguments, in argument order;
+ * names not in the registry are skipped. */
+static int find_units(CtlDriver *d, char **args, ApiUnit **ret, size_t *ret_n) {
+        ApiUnit *all = NULL, *out;
+        size_t n_all = 0, n = 0;
+        int r;
+
+        r = d->ops->list_units(d, &all, &n_all);
+        if (r < 0)
+                return log_error_errno(r, "%s", strempty(d->error));
+        out = new0(ApiUnit, fl_strv_length(args) + 1);
+        if (!out) {
+                fl_api_units_free(all, n_all);
+                return log_oom();
+        }
+        STRV_FOREACH(a, args) {
+                _cleanup_free_ char *name = fl_unit_name_mangle(*a);
+
+                if (!name) {
+                        r = -ENOMEM;
+                        break;
+                }
+                for (size_t i = 0; i < n_all; i++)
+                        if (streq(all[i].name, name)) {
+                                r = unit_copy(&all[i], &out[n]);
+                                if (r >= 0)
+                                        n++;
+                                break;
+                        }
+                if (r < 0)
+                        break;
+        }
+        fl_api_units_free(all, n_all);
+        if (r < 0) {
+                fl_api_units_free(out, n);
+                return log_oom();
+        }
+        *ret = out;
+        *ret_n = n;
+        return 0;
+}
+
+/* ---- Verbs ---- */
+
+int fl_ctl_verb_submit(Ctl *c, int argc, char **argv) {
+        CtlDriver *d;
+
+        if (argc < 2) {
+                log_error("No units given");
+                return 0;
+        }
+        if (fl_ctl_driver(c, &d) < 0)
+                return 1;
+        return lazy_create_units(c, d, argv + 1) < 0 ? 1 : 0;
+}
+
+/* fleet's setTargetStateOfUnits: the units (by argument) whose desired state was changed go to
+ * *ret_triggered (NULL-terminated names) and *ret_global (bool per name). */
+static int set_target_state_of_units(CtlDriver *d, char **args, const char *state, char ***ret_triggered,
+                                     char ***ret_global, char **ret_error) {
+        _cleanup_strv_free_ char **triggered = NULL, **global = NULL;
+
+        STRV_FOREACH(a, args) {
+                _cleanup_(fl_api_unit_done) ApiUnit u = {};
+                _cleanup_free_ char *name = fl_unit_name_mangle(*a);
+                int r;
+
+                if (!name)
+                        return log_oom();
+                r = d->ops->get_unit(d, name, &u);
+                if (r == -ENOENT) {
+                        *ret_error = fl_ctl_asprintf("unable to find unit %s", name);
+                        return r;
+                }
+                if (r < 0) {
+                        *ret_error = fl_ctl_asprintf("error retrieving unit %s from registry: %s", name,
+                                                     strempty(d->error));
+                        return r;
+                }
+                if (streq_ptr(u.desired_state, state)) {
+                        log_debug("Unit(%s) already %s, skipping.", name, state);
+                        continue;
+                }
+                log_debug("Setting Unit(%s) target state to %s", name, state);
+                r = d->ops->set_target_state(d, name, state);
+                if (r < 0) {
+                        *ret_error = strdup(strempty(d->error));
+                        return r;
+                }
+                if (fl_strv_contains(triggered, name) || fl_strv_contains(global, name))
+                        continue;
+                if (fl_strv_extend(fl_ctl_unit_is_global(&u) ? &global : &triggered, name) < 0)
+                        return log_oom();
+        }
+        *ret_triggered = TAKE_PTR(triggered);
+        *ret_global = TAKE_PTR(global);
+        return 0;
+}
+
+static int load_or_start(Ctl *c, int argc, char **argv, bool start) {
+        _cleanup_strv_free_ char **triggered = NULL, **global = NULL;
+        _cleanup_free_ char *error = NULL;
+        const char *verb = start ? "start" : "load", *state = start ? "launched" : "loaded";
+        Wait *waits = NULL;
+        CtlDriver *d;
+        int r;
+
+        if (argc < 2) {
+                log_error("No units given");
+                return 0;
+        }
+        if (fl_ctl_driver(c, &d) < 0)
+                return 1;
+        if (lazy_create_units(c, d, argv + 1) < 0)
+                return 1;
+        r = set_target_state_of_units(d, argv + 1, state, &triggered, &global, &error);
+        if (r < 0) {
+                log_error("Error %s units: %s", start ? "starting" : "loading", strempty(error));
+                return 1;
+        }
+        STRV_FOREACH(g, global)
+                printf("Triggered global unit %s %s\n", *g, verb);
+        if (!triggered)
+                return 0;
+
+        r = try_wait_for_states(c, d, triggered, verb, state, &waits, &error);
+        if (r < 0) {
+                log_error("Error waiting for unit states, exit status: %s", strempty(error));
+                return 1;
+        }
+        if (start && block_attempts(c) >= 0) {
+                r = wait_for_active(c, d, triggered, waits, &error);
+                waits_free(waits, fl_strv_length(triggered));
+                if (r < 0) {
+                        log_error("Error waiting for systemd unit states, err: %s", strempty(error));
+                        return 1;
+                }
+        } else if (waits)
+                waits_free(waits, fl_strv_length(triggered));
+        return 0;
+}
+
+int fl_ctl_verb_load(Ctl *c, int argc, char **argv) {
+        return load_or_start(c, argc, argv, false);
+}
+
+int fl_ctl_verb_start(Ctl *c, int argc, char **argv) {
+        return load_or_start(c, argc, argv, true);
+}
+
+/* stop (to "loaded") and unload (to "inactive"). */
+static int stop_or_unload(Ctl *c, int argc, char **argv, bool stop) {
+        _cleanup_strv_free_ char **waiting = NULL;
+        _cleanup_free_ char *error = NULL, *list = NULL;
+        const char *verb = stop ? "stop" : "unload", *state = stop ? "loaded" : "inactive";
+        ApiUnit *units = NULL;
+        size_t n = 0;
+        CtlDriver *d;
+        int r, ret = 0;
+
+        if (argc < 2) {
+                log_error("No units given");
+                return 0;
+        }
+        if (fl_ctl_driver(c, &d) < 0)
+                return 1;
+        if (find_units(d, argv + 1, &units, &n) < 0)
+                return 1;
+        if (n == 0) {
+                log_error("Units not found in registry");
+                goto finish;
+        }
+
+        for (size_t i = 0; i < n; i++) {
+                const ApiUnit *u = &units[i];
+                bool global = fl_ctl_unit_is_global(u);
+
+                if (!global) {
+                        if (stop && streq_ptr(u->current_state, "inactive")) {
+                                log_error("Unable to stop unit %s in state inactive", u->name);
+                                ret = 1;
+                                goto finish;
+                        }
+                        if (streq_ptr(u->current_state, state)) {
+                                log_debug("Unit(%s) already %s, skipping.", u->name, state);
+                                continue;
+                        }
+                }
+                log_debug("Setting target state of Unit(%s) to %s", u->name, state);
+                r = d->ops->set_target_state(d, u->name, state);
+                if (r < 0) {
+                        log_error("Error setting target state for unit %s: %s", u->name, strempty(d->error));
+                        ret = 1;
+                        goto finish;
+                }
+                if (global)
+                        printf("Triggered global unit %s %s\n", u->name, verb);
+                else if (!fl_strv_contains(waiting, u->name) && fl_strv_extend(&waiting, u->name) < 0) {
+                        ret = log_oom();
+                        goto finish;
+                }
+        }
+
+        list = fl_ctl_format_list(waiting);
+        if (!list) {
+                ret = log_oom();
+                goto finish;
+        }
+        r = try_wait_for_states(c, d, waiting, verb, state, NULL, &error);
+        if (r < 0) {
+                log_error("Failed to %s units %s. err: %s", verb, list, strempty(error));
+                ret = 1;
+                goto finish;
+        }
+        log_info("Successfully %s units %s.", stop ? "stopped" : "unloaded", list);
+finish:
+        fl_api_units_free(units, n);
+        return ret;
+}
+
+int fl_ctl_verb_stop(Ctl *c, int argc, char **argv) {
+        return stop_or_unload(c, argc, argv, true);
+}
+
+int fl_ctl_verb_unload(Ctl *c, int argc, char **argv) {
+        return stop_or_unload(c, argc, argv, false);
+}
+
+int fl_ctl_verb_destroy(Ctl *c, int argc, char **argv) {
+        ApiUnit *units = NULL;
+        size_t n = 0;
+        CtlDriver *d;
+        int r, ret = 0;
+
+        if (argc < 2) {
+                log_error("No units given");
+                return 0;
+        }
+        if (fl_ctl_driver(c, &d) < 0)
+                return 1;
+        if (find_units(d, argv + 1, &units, &n) < 0)
+                return 1;
+        if (n == 0) {
+                log_error("Units not found in registry");
+                goto finish;
+        }
+        for (size_t i = 0; i < n; i++) {
+                int attempts = block_attempts(c);
+                uint64_t deadline = attempts > 0 ? fl_ctl_now() + (uint64_t) attempts * ATTEMPT_USEC : 0;
+
+                r = d->ops->destroy_unit(d, units[i].name);
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0) {
+                        log_error("Error destroying units: %s", strempty(d->error));
+                        ret = 1;
+                        continue;
+                }
+                /* The job is gone at once; wait in case a store lags behind its writes. */
+                while (attempts >= 0) {
+                        ApiUnit u = {};
+
+                        r = d->ops->get_unit(d, units[i].name, &u);
+                        if (r == -ENOENT)
+                                break;
+                        fl_api_unit_done(&u);
+                        if (r < 0) {
+                                log_error("Error destroying units: %s", strempty(d->error));
+                                ret = 1;
+                                break;
+                        }
+                        if (deadline > 0 && fl_ctl_now() >= deadline)
+                                break;
+                        fl_ctl_sleep(POLL_USEC);
+                }
+                printf("Destroyed %s\n", units[i].name);
+        }
+finish:
+        fl_api_units_free(units, n);
+        return ret;
+}
+
+/* Set one unit's target state and wait for it (restart's step). 0 or 1 (logged). */
+static int set_state_and_wait(Ctl *c, CtlDriver *d, const char *name, const char *state) {
+        _cleanup_free_ char *error = NULL;
+        char *names[] = { (char *) name, NULL };
+        int r;
+
+        r = d->ops->set_target_state(d, name, state);
+        if (r < 0) {
+                log_error("Error setting target state for unit %s: %s", name, strempty(d->error));
+                return 1;
+        }
+        r = wait_for_states(c, d, names, state, block_attempts(c) < 0 ? 0 : block_attempts(c), NULL, &error);
+        if (r < 0) {
+                log_error("Error waiting for unit states, exit status: %s", strempty(error));
+                return 1;
+        }
+        return 0;
+}
+
+/* Global units: systemctl restart on every machine that reports a state for the unit. */
+static int restart_global(Ctl *c, CtlDriver *d, const ApiUnit *u) {
+        ApiUnitState *ss = NULL;
+        size_t n = 0;
+        int r, ret = 0;
+
+        r = d->ops->list_states(d, u->name, &ss, &n);
+        if (r < 0) {
+                log_error("Error retrieving unit states of %s: %s", u->name, strempty(d->error));
+                return 1;
+        }
+        if (n == 0)
+                log_warning("Global unit %s is not running on any machine", u->name);
+        for (size_t i = 0; i < n; i++) {
+                char *cmd[] = { (char *) "systemctl", (char *) "restart", ss[i].name, NULL };
+                _cleanup_free_ char *legend = NULL;
+                const ApiMachine *m;
+
+                if (!streq(ss[i].name, u->name) || isempty(ss[i].machine_id))
+                        continue;
+                m = fl_ctl_machine_cached(c, ss[i].machine_id);
+                legend = fl_ctl_machine_legend(ss[i].machine_id, m ? m->public_ip : NULL, false);
+                r = fl_ctl_run_on_machine(c, ss[i].machine_id, cmd);
+                if (r != 0) {
+                        log_error("Error running systemctl restart. machine id=%s, unit name=%s", ss[i].machine_id,
+                                  u->name);
+                        ret = 1;
+                        continue;
+                }
+                printf("Restarted global unit %s on %s\n", u->name, strempty(legend));
+        }
+        fl_api_unit_states_free(ss, n);
+        return ret;
+}
+
+int fl_ctl_verb_restart(Ctl *c, int argc, char **argv) {
+        ApiUnit *units = NULL;
+        size_t n = 0;
+        CtlDriver *d;
+        int ret = 0;
+
+        if (argc < 2) {
+                log_error("No units given");
+                return 0;
+        }
+        if (fl_ctl_driver(c, &d) < 0)
+                return 1;
+        if (find_units(d, argv + 1, &units, &n) < 0)
+                return 1;
+        if (lazy_create_units(c, d, argv + 1) < 0) {
+                ret = 1;
+                goto finish;
+        }
+
+        for (size_t i = 0; i < n; i++) {
+                const ApiUnit *u = &units[i];
+
+                if (fl_ctl_unit_is_global(u)) {
+                        if (restart_global(c, d, u) != 0)
+                                ret = 1;
+                        continue;
+                }
+                if (streq_ptr(u->current_state, "inactive") || isempty(u->current_state)) {
+                        log_error("Unable to restart unit %s in state inactive", u->name);
+                        ret = 1;
+                        continue;
+                }
+                if (streq(u->current_state, "loaded"))
+                        log_info("Unit(%s) already loaded, starting.", u->name);
+                else if (set_state_and_wait(c, d, u->name, "loaded") != 0) {
+                        ret = 1;
+                        goto finish;
+                }
+                if (set_state_and_wait(c, d, u->name, "launched") != 0) {
+                        ret = 1;
+                        goto finish;
+                }
+                log_debug("Unit(%s) was restarted.", u->name);
+        }
+finish:
+        fl_api_units_free(units, n);
+        return ret;
+}

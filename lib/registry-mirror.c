@@ -1,0 +1,468 @@
+/* SPDX-License-Identifier: MIT */
+/* registry-mirror.c: an in-memory copy of the registry kept current by one recursive watch,
+ * decoded lazily into snapshots; and the garbage collection of unreferenced unit files. */
+#include <time.h>
+
+#include "log.h"
+#include "registry-internal.h"
+#include "strv.h"
+
+#define MIRROR_BACKOFF_MIN_USEC (100 * 1000ULL)
+#define MIRROR_BACKOFF_MAX_USEC (5 * 1000 * 1000ULL)
+/* A long poll that saw nothing is restarted, so a silently dead connection is noticed. */
+#define MIRROR_WATCH_TIMEOUT_USEC (60 * 1000 * 1000ULL)
+
+static int mirror_read(Registry *r);
+static int mirror_watch(Registry *r);
+
+static int change_dispatch(sd_event_source *s, void *userdata) {
+        Registry *r = userdata;
+        if (r->on_change)
+                r->on_change(r, r->on_change_userdata);
+        return 0;
+}
+
+static void mirror_changed(Registry *r) {
+        int k;
+
+        r->dirty = true;
+        if (r->change_defer) {
+                k = sd_event_source_set_enabled(r->change_defer, SD_EVENT_ONESHOT);
+                if (k >= 0)
+                        return;
+                r->change_defer = sd_event_source_disable_unref(r->change_defer);
+        }
+        k = sd_event_add_defer(r->event, &r->change_defer, change_dispatch, r);
+        if (k >= 0)
+                k = sd_event_source_set_enabled(r->change_defer, SD_EVENT_ONESHOT);
+        if (k < 0)
+                log_debug("registry: cannot schedule change notification: %s", strerror(-k));
+}
+
+static int retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Registry *r = userdata;
+        int k;
+
+        k = r->mirror_loaded ? mirror_watch(r) : mirror_read(r);
+        if (k < 0)
+                log_debug("registry: mirror retry failed: %s", strerror(-k));
+        return 0;
+}
+
+/* Runs read (or watch, once loaded) again after the current backoff. */
+static void mirror_retry(Registry *r, int error) {
+        uint64_t now;
+        int k;
+
+        r->backoff_usec = r->backoff_usec ? MIN(r->backoff_usec * 2, MIRROR_BACKOFF_MAX_USEC) : MIRROR_BACKOFF_MIN_USEC;
+        log_debug("registry: mirror %s failed (%s), retrying in %" PRIu64 " ms", r->mirror_loaded ? "watch" : "read",
+                  strerror(-error), r->backoff_usec / 1000);
+        k = sd_event_now(r->event, CLOCK_MONOTONIC, &now);
+        if (k < 0)
+                return;
+        if (r->mirror_timer) {
+                k = sd_event_source_set_time(r->mirror_timer, now + r->backoff_usec);
+                if (k >= 0)
+                        k = sd_event_source_set_enabled(r->mirror_timer, SD_EVENT_ONESHOT);
+                if (k >= 0)
+                        return;
+                r->mirror_timer = sd_event_source_disable_unref(r->mirror_timer);
+        }
+        k = sd_event_add_time(r->event, &r->mirror_timer, CLOCK_MONOTONIC, now + r->backoff_usec, 0,
+                              retry_timer, r);
+        if (k < 0)
+                log_debug("registry: cannot arm mirror retry timer: %s", strerror(-k));
+}
+
+static void read_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata) {
+        Registry *r = userdata;
+        RegTree t = { .free_data = fl_reg_decoded_free };
+        uint64_t index;
+
+        r->mirror_call = NULL;
+        if (k == -ENOENT && resp)
+                /* No prefix yet: an empty registry. */
+                index = MAX(resp->error_index, resp->etcd_index);
+        else if (k < 0 || !resp) {
+                mirror_retry(r, k < 0 ? k : -EBADMSG);
+                return;
+        } else {
+                index = resp->etcd_index;
+                k = fl_reg_tree_add_etcd(r, &t, resp->node);
+                if (k < 0) {
+                        fl_reg_tree_clear(&t);
+                        mirror_retry(r, k);
+                        return;
+                }
+        }
+        fl_reg_tree_clear(&r->tree);
+        r->tree = t;
+        r->mirror_index = index;
+        r->mirror_loaded = true;
+        r->n_reads++;
+        r->backoff_usec = 0;
+        log_debug("registry: mirror read %zu keys at index %" PRIu64, r->tree.n, index);
+        mirror_changed(r);
+        k = mirror_watch(r);
+        if (k < 0)
+                mirror_retry(r, k);
+}
+
+static int mirror_read(Registry *r) {
+        EtcdRequest req = {
+                .method = ETCD_GET,
+                .key = r->prefix[0] ? r->prefix : "/",
+                .recursive = true,
+                .quorum = true,
+        };
+        r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
+        return fl_etcd_call_async(r->etcd, &req, read_done, r, &r->mirror_call);
+}
+
+/* Applies one watch event; returns whether anything changed. */
+static bool apply_event(Registry *r, const EtcdResponse *resp) {
+        const EtcdNode *n = resp->node;
+        const char *rel;
+        int k;
+
+        if (!n || !resp->action)
+                return false;
+        rel = fl_reg_key_rel(r, n->key);
+        if (n->modified_index > r->mirror_index)
+                r->mirror_index = n->modified_index;
+        if (!rel || !*rel) {
+                /* The prefix directory itself: deleting it empties the registry. */
+                if (n->key && streq(n->key, r->prefix[0] ? r->prefix : "/") &&
+                    (streq(resp->action, "delete") || streq(resp->action, "compareAndDelete") ||
+                     streq(resp->action, "expire"))) {
+                        fl_reg_tree_clear(&r->tree);
+                        return true;
+                }
+                return false;
+        }
+        if (streq(resp->action, "delete") || streq(resp->action, "compareAndDelete") ||
+            streq(resp->action, "expire")) {
+                bool changed = fl_reg_tree_remove(&r->tree, rel);
+                changed = fl_reg_tree_remove_dir(&r->tree, rel) > 0 || changed;
+                return changed;
+        }
+        if (n->dir)
+                return false;   /* an empty directory: we only keep values */
+        /* set, create, update, compareAndSwap: all carry the new value. */
+        k = fl_reg_tree_set(&r->tree, rel, n->value, n->modified_index, n->ttl > 0 ? (uint64_t) n->ttl : 0);
+        if (k < 0) {
+                /* Out of memory: the copy is now wrong; read it all again later. */
+                r->mirror_loaded = false;
+                return false;
+        }
+        return true;
+}
+
+static void watch_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata) {
+        Registry *r = userdata;
+
+        r->mirror_call = NULL;
+        if (k == -ERANGE) {
+                /* etcd's event history moved past our index ("event index cleared", 401): the
+                 * events in between are lost, read everything again. */
+                log_debug("registry: watch index %" PRIu64 " cleared, re-reading", r->mirror_index + 1);
+                k = mirror_read(r);
+                if (k < 0)
+                        mirror_retry(r, k);
+                return;
+        }
+        if (k == -ETIMEDOUT) {
+                k = mirror_watch(r);
+                if (k < 0)
+                        mirror_retry(r, k);
+                return;
+        }
+        if (k < 0 || !resp) {
+                mirror_retry(r, k < 0 ? k : -EBADMSG);
+                return;
+        }
+        r->backoff_usec = 0;
+        if (apply_event(r, resp))
+                mirror_changed(r);
+        if (!r->mirror_loaded) {
+                k = mirror_read(r);
+                if (k < 0)
+                        mirror_retry(r, k);
+                return;
+        }
+        k = mirror_watch(r);
+        if (k < 0)
+                mirror_retry(r, k);
+}
+
+static int mirror_watch(Registry *r) {
+        EtcdRequest req = {
+                .method = ETCD_WATCH,
+                .key = r->prefix[0] ? r->prefix : "/",
+                .recursive = true,
+                .wait_index = r->mirror_index + 1,
+                .timeout_usec = MIRROR_WATCH_TIMEOUT_USEC,
+        };
+        int k;
+
+        r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
+        k = fl_etcd_call_async(r->etcd, &req, watch_done, r, &r->mirror_call);
+        if (k >= 0)
+                r->mirror_ready = true;
+        return k;
+}
+
+int fl_registry_mirror_start(Registry *r, RegistryChangeFn on_change, void *userdata) {
+        int k;
+
+        if (!r->event)
+                return -ENOTCONN;
+        if (r->mirror_started)
+                return -EALREADY;
+        r->on_change = on_change;
+        r->on_change_userdata = userdata;
+        k = mirror_read(r);
+        if (k < 0)
+                return k;
+        r->mirror_started = true;
+        return 0;
+}
+
+void fl_reg_mirror_pause(Registry *r) {
+        r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
+        r->mirror_timer = sd_event_source_disable_unref(r->mirror_timer);
+}
+
+int fl_reg_mirror_resume(Registry *r) {
+        return r->mirror_loaded ? mirror_watch(r) : mirror_read(r);
+}
+
+uint64_t fl_reg_mirror_reads(Registry *r) {
+        return r->n_reads;
+}
+
+bool fl_registry_mirror_ready(Registry *r) {
+        return r && r->mirror_ready;
+}
+
+uint64_t fl_registry_mirror_index(Registry *r) {
+        return r->mirror_index;
+}
+
+const RegSnapshot *fl_registry_snapshot(Registry *r) {
+        RegSnapshot *s;
+        int k;
+
+        if (!r->mirror_started || (!r->mirror_loaded && !r->snap))
+                return NULL;
+        if (!r->dirty && r->snap)
+                return r->snap;
+        k = fl_reg_snapshot_build(&r->tree, &r->cache, r->mirror_index, &s);
+        if (k < 0) {
+                /* Out of memory: the last good view is better than none. */
+                log_debug("registry: snapshot rebuild failed: %s", strerror(-k));
+                return r->snap;
+        }
+        fl_reg_snapshot_free(r->snap);
+        r->snap = s;
+        r->dirty = false;
+        fl_reg_cache_sweep(&r->cache);
+        return r->snap;
+}
+
+/* ---- Garbage collection of unit/<hash> ---- */
+
+typedef struct RegGcEntry {
+        uint64_t modified_index;
+        uint64_t since_usec;
+} RegGcEntry;
+
+typedef struct GcData {
+        RegTree tree;               /* our own read when there is no mirror */
+        char **keys;                /* unit/<hash> to delete ... */
+        uint64_t *indexes;          /* ... if still at this modified index */
+        size_t n, i;
+        uint64_t grace_usec;
+} GcData;
+
+static void gc_data_free(void *p) {
+        GcData *d = p;
+        fl_reg_tree_clear(&d->tree);
+        fl_strv_free(d->keys);
+        free(d->indexes);
+        free(d);
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+typedef struct GcScan {
+        RegTree referenced;
+        char **gone;                /* gc_seen keys whose unit/<hash> no longer exists */
+        Registry *reg;
+        const RegTree *tree;
+        GcData *d;
+        uint64_t now;
+} GcScan;
+
+static int gc_collect_refs(RegNode *n, void *userdata) {
+        GcScan *g = userdata;
+        const char *rest = startswith(n->key, "job/");
+        uint8_t h[20];
+        char hex[41];
+
+        if (!rest || !endswith(rest, "/object"))
+                return 0;
+        if (fl_reg_decode_job_object(n->value, NULL, h) < 0)
+                return 0;
+        fl_hash_to_hex(h, hex);
+        return fl_reg_tree_ensure(&g->referenced, hex) ? 0 : -ENOMEM;
+}
+
+static int gc_consider(RegNode *n, void *userdata) {
+        GcScan *g = userdata;
+        const char *hex = startswith(n->key, "unit/");
+        RegNode *e;
+        RegGcEntry *ge;
+
+        if (!hex || !*hex || strchr(hex, '/'))
+                return 0;
+        if (fl_reg_tree_find(&g->referenced, hex)) {
+                fl_reg_tree_remove(&g->reg->gc_seen, hex);
+                return 0;
+        }
+        e = fl_reg_tree_ensure(&g->reg->gc_seen, hex);
+        if (!e)
+                return -ENOMEM;
+        ge = e->data;
+        if (!ge) {
+                ge = new0(RegGcEntry, 1);
+                if (!ge) {
+                        fl_reg_tree_remove(&g->reg->gc_seen, hex);
+                        return -ENOMEM;
+                }
+                e->data = ge;
+                ge->modified_index = UINT64_MAX;
+        }
+        if (ge->modified_index != n->modified_index) {
+                /* New, or re-written since: the grace period starts again. */
+                ge->modified_index = n->modified_index;
+                ge->since_usec = g->now;
+                return 0;
+        }
+        if (g->now - ge->since_usec < g->d->grace_usec)
+                return 0;
+        char **keys;
+        uint64_t *idx;
+        keys = realloc(g->d->keys, (g->d->n + 2) * sizeof(char *));
+        if (!keys)
+                return -ENOMEM;
+        g->d->keys = keys;
+        idx = realloc(g->d->indexes, (g->d->n + 1) * sizeof(uint64_t));
+        if (!idx)
+                return -ENOMEM;
+        g->d->indexes = idx;
+        keys[g->d->n] = reg_key(g->reg, "unit", hex);
+        if (!keys[g->d->n])
+                return -ENOMEM;
+        idx[g->d->n] = n->modified_index;
+        keys[++g->d->n] = NULL;
+        return 0;
+}
+
+static int gc_find_gone(RegNode *n, void *userdata) {
+        GcScan *g = userdata;
+        _cleanup_free_ char *k = NULL;
+
+        if (asprintf(&k, "unit/%s", n->key) < 0)
+                return -ENOMEM;
+        if (!fl_reg_tree_find(g->tree, k))
+                return fl_strv_extend(&g->gone, n->key);
+        return 0;
+}
+
+static int gc_scan(Registry *r, const RegTree *t, GcData *d) {
+        GcScan g = { .reg = r, .tree = t, .d = d, .now = now_usec() };
+        int k;
+
+        k = fl_reg_tree_walk(t, gc_collect_refs, &g);
+        if (k >= 0)
+                k = fl_reg_tree_walk(t, gc_consider, &g);
+        if (k >= 0)
+                k = fl_reg_tree_walk(&r->gc_seen, gc_find_gone, &g);
+        STRV_FOREACH(s, g.gone)
+                fl_reg_tree_remove(&r->gc_seen, *s);
+        fl_strv_free(g.gone);
+        fl_reg_tree_clear(&g.referenced);
+        return k;
+}
+
+int fl_reg_gc_step(RegOp *op, int k, const EtcdResponse *resp) {
+        Registry *r = op->reg;
+        GcData *d = op->data;
+
+        switch (op->state) {
+        case 0:
+                if (r->mirror_loaded && r->mirror_ready) {
+                        op->state = 2;
+                        k = gc_scan(r, &r->tree, d);
+                        if (k < 0)
+                                return k;
+                        break;
+                }
+                fl_reg_req(op, ETCD_GET, r->prefix[0] ? r->prefix : "/", NULL);
+                op->req.recursive = true;
+                op->req.quorum = true;
+                op->state = 1;
+                return 1;
+        case 1:
+                if (k == -ENOENT)
+                        return 0;
+                if (k < 0)
+                        return k;
+                k = fl_reg_tree_add_etcd(r, &d->tree, resp ? resp->node : NULL);
+                if (k >= 0)
+                        k = gc_scan(r, &d->tree, d);
+                if (k < 0)
+                        return k;
+                op->state = 2;
+                break;
+        case 2:
+                break;
+        case 3:
+                /* Result of a compare-and-delete: gone, or re-written meanwhile (kept). Either
+                 * way the grace bookkeeping for it starts over. */
+                if (k < 0 && k != -ESTALE && k != -ENOENT)
+                        return k;
+                fl_reg_tree_remove(&r->gc_seen, d->keys[d->i] + strlen(r->prefix) + strlen("/unit/"));
+                d->i++;
+                break;
+        }
+        if (d->i >= d->n)
+                return 0;
+        log_debug("registry: deleting unreferenced %s", d->keys[d->i]);
+        fl_reg_req(op, ETCD_DELETE, d->keys[d->i], NULL);
+        op->req.prev_index = d->indexes[d->i];
+        op->state = 3;
+        return 1;
+}
+
+int fl_registry_gc_units_async(Registry *r, uint64_t grace_usec, RegDoneFn done, void *userdata) {
+        _cleanup_(fl_reg_op_freep) RegOp *op = NULL;
+        GcData *d;
+        int k;
+
+        k = fl_reg_op_new(r, fl_reg_gc_step, &op);
+        if (k < 0)
+                return k;
+        d = new0(GcData, 1);
+        if (!d)
+                return -ENOMEM;
+        d->grace_usec = grace_usec;
+        op->data = d;
+        op->free_data = gc_data_free;
+        return fl_reg_op_start(TAKE_PTR(op), done, userdata);
+}

@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: MIT */
+/* registry.c: the Registry object, key paths, the operation runner shared by every write, and
+ * one-shot loads. */
+#include <stdarg.h>
+
+#include "log.h"
+#include "registry-internal.h"
+
+int fl_registry_new(const RegistryConfig *cfg, sd_event *event, Registry **ret) {
+        _cleanup_(fl_registry_freep) Registry *r = NULL;
+        const char *prefix = cfg->prefix ?: FL_REGISTRY_DEFAULT_PREFIX;
+        EtcdConfig ec = {
+                .endpoints = cfg->endpoints,
+                .ca_file = cfg->ca_file,
+                .cert_file = cfg->cert_file,
+                .key_file = cfg->key_file,
+                .username = cfg->username,
+                .password = cfg->password,
+                .request_timeout_usec = cfg->request_timeout_usec,
+        };
+        Buf b = BUF_INIT;
+        int k;
+
+        r = new0(Registry, 1);
+        if (!r)
+                return -ENOMEM;
+        fl_reg_cache_init(&r->cache);
+        r->gc_seen.free_data = free;
+        r->tree.free_data = fl_reg_decoded_free;
+
+        /* path.Join semantics for what matters here: one leading '/', no empty elements, no
+         * trailing '/'. */
+        for (const char *p = prefix; *p;) {
+                size_t l;
+                while (*p == '/')
+                        p++;
+                l = strcspn(p, "/");
+                if (l == 0)
+                        break;
+                if ((k = fl_buf_putc(&b, '/')) < 0 || (k = fl_buf_append(&b, p, l)) < 0) {
+                        fl_buf_done(&b);
+                        return k;
+                }
+                p += l;
+        }
+        r->prefix = b.data ? fl_buf_steal(&b) : strdup("");
+        if (!r->prefix)
+                return -ENOMEM;
+
+        if (event)
+                r->event = sd_event_ref(event);
+        k = fl_etcd_client_new(&ec, event, &r->etcd);
+        if (k < 0)
+                return k;
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
+Registry *fl_registry_free(Registry *r) {
+        if (!r)
+                return NULL;
+        while (r->ops)
+                fl_reg_op_free(r->ops);
+        r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
+        r->etcd = fl_etcd_client_free(r->etcd);
+        r->mirror_timer = sd_event_source_disable_unref(r->mirror_timer);
+        r->change_defer = sd_event_source_disable_unref(r->change_defer);
+        fl_reg_snapshot_free(r->snap);
+        fl_reg_cache_done(&r->cache);
+        fl_reg_tree_clear(&r->tree);
+        fl_reg_tree_clear(&r->written);
+        fl_reg_tree_clear(&r->gc_seen);
+        sd_event_unref(r->event);
+        free(r->prefix);
+        free(r);
+        return NULL;
+}
+
+char *fl_reg_key(Registry *r, ...) {
+        Buf b = BUF_INIT;
+        va_list ap;
+        int k;
+
+        k = fl_buf_puts(&b, r->prefix);
+        va_start(ap, r);
+        for (const char *p; k >= 0 && (p = va_arg(ap, const char *));) {
+                k = fl_buf_putc(&b, '/');
+                if (k >= 0)
+                        k = fl_buf_puts(&b, p);
+        }
+        va_end(ap);
+        if (k < 0) {
+                fl_buf_done(&b);
+                return NULL;
+        }
+        return fl_buf_steal(&b);
+}
+
+const char *fl_reg_key_rel(Registry *r, const char *key) {
+        const char *rest;
+        if (!key)
+                return NULL;
+        rest = startswith(key, r->prefix);
+        if (!rest || *rest != '/')
+                return NULL;
+        return rest + 1;
+}
+
+int fl_reg_tree_add_etcd(Registry *r, RegTree *t, const EtcdNode *n) {
+        int k;
+
+        if (!n)
+                return 0;
+        if (n->dir) {
+                for (size_t i = 0; i < n->n_nodes; i++) {
+                        k = fl_reg_tree_add_etcd(r, t, n->nodes[i]);
+                        if (k < 0)
+                                return k;
+                }
+                return 0;
+        }
+        const char *rel = fl_reg_key_rel(r, n->key);
+        if (!rel || !*rel)
+                return 0;
+        return fl_reg_tree_set(t, rel, n->value, n->modified_index, n->ttl > 0 ? (uint64_t) n->ttl : 0);
+}
+
+/* ---- Remembered heartbeat values ---- */
+
+const char *fl_reg_written_get(Registry *r, const char *key) {
+        RegNode *n = fl_reg_tree_find(&r->written, key);
+        return n ? n->value : NULL;
+}
+
+void fl_reg_written_set(Registry *r, const char *key, const char *value) {
+        if (!value) {
+                fl_reg_tree_remove(&r->written, key);
+                return;
+        }
+        if (fl_reg_tree_set(&r->written, key, value, 0, 0) < 0)
+                /* Without memory of it the next beat is a full write: correct, just dearer. */
+                fl_reg_tree_remove(&r->written, key);
+}
+
+/* ---- Operations ---- */
+
+int fl_reg_op_new(Registry *r, RegStepFn step, RegOp **ret) {
+        RegOp *op = new0(RegOp, 1);
+        if (!op)
+                return -ENOMEM;
+        op->reg = r;
+        op->step = step;
+        op->next = r->ops;
+        if (r->ops)
+                r->ops->prev = op;
+        r->ops = op;
+        *ret = op;
+        return 0;
+}
+
+RegOp *fl_reg_op_free(RegOp *op) {
+        if (!op)
+                return NULL;
+        if (op->prev)
+                op->prev->next = op->next;
+        else
+                op->reg->ops = op->next;
+        if (op->next)
+                op->next->prev = op->prev;
+        op->call = fl_etcd_call_cancel(op->call);
+        op->defer = sd_event_source_disable_unref(op->defer);
+        for (size_t i = 0; i < ELEMENTSOF(op->key); i++) {
+                free(op->key[i]);
+                free(op->value[i]);
+        }
+        if (op->data && op->free_data)
+                op->free_data(op->data);
+        free(op);
+        return NULL;
+}
+
+void fl_reg_req(RegOp *op, EtcdMethod m, const char *key, const char *value) {
+        op->req = (EtcdRequest) {
+                .method = m,
+                .key = key,
+                .value = value,
+        };
+}
+
+/* Bookkeeping common to every response. */
+static void op_account(RegOp *op, int k, const EtcdResponse *resp) {
+        Registry *r = op->reg;
+
+        /* The index the mirror will see our write at. Refreshes are not reported to watchers,
+         * so waiting for them would never end. */
+        if (k >= 0 && resp && resp->node && op->req.method != ETCD_GET && op->req.method != ETCD_WATCH &&
+            !op->req.refresh)
+                r->write_index = MAX(r->write_index, resp->node->modified_index);
+}
+
+int fl_reg_op_run(RegOp *op) {
+        _cleanup_(fl_reg_op_freep) RegOp *o = op;
+        int k = 0;
+        EtcdResponse *resp = NULL;
+
+        for (;;) {
+                int s = o->step(o, k, resp);
+                resp = fl_etcd_response_free(resp);
+                if (s <= 0)
+                        return s;
+                k = fl_etcd_call(o->reg->etcd, &o->req, &resp);
+                op_account(o, k, resp);
+        }
+}
+
+static int op_defer_done(sd_event_source *s, void *userdata) {
+        RegOp *op = userdata;
+        RegDoneFn done = op->done;
+        void *ud = op->userdata;
+        Registry *r = op->reg;
+        int result = op->result;
+
+        fl_reg_op_free(op);
+        if (done)
+                done(r, result, ud);
+        return 0;
+}
+
+static void op_finish(RegOp *op, int result) {
+        int k;
+
+        op->result = result;
+        if (!op->reg->event) {
+                fl_reg_op_free(op);
+                return;
+        }
+        k = sd_event_add_defer(op->reg->event, &op->defer, op_defer_done, op);
+        if (k < 0) {
+                /* Cannot defer (OOM): report now rather than never. */
+                op_defer_done(NULL, op);
+        }
+}
+
+static void op_advance(RegOp *op, int k, const EtcdResponse *resp);
+
+static void op_callback(EtcdClient *c, int k, EtcdResponse *resp, void *userdata) {
+        RegOp *op = userdata;
+        op->call = NULL;
+        op_account(op, k, resp);
+        op_advance(op, k, resp);
+}
+
+static void op_advance(RegOp *op, int k, const EtcdResponse *resp) {
+        for (;;) {
+                int s = op->step(op, k, resp);
+                if (s <= 0) {
+                        op_finish(op, s);
+                        return;
+                }
+                k = fl_etcd_call_async(op->reg->etcd, &op->req, op_callback, op, &op->call);
+                if (k >= 0)
+                        return;
+                op->call = NULL;
+                resp = NULL;
+        }
+}
+
+int fl_reg_op_start(RegOp *op, RegDoneFn done, void *userdata) {
+        if (!op->reg->event) {
+                fl_reg_op_free(op);
+                return -ENOTCONN;
+        }
+        op->done = done;
+        op->userdata = userdata;
+        op_advance(op, 0, NULL);
+        return 0;
+}
+
+/* ---- Loading ---- */
+
+int fl_registry_load(Registry *r, RegSnapshot **ret) {
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *resp = NULL;
+        RegTree t = {};
+        EtcdRequest req = {
+                .method = ETCD_GET,
+                .key = r->prefix[0] ? r->prefix : "/",
+                .recursive = true,
+                .quorum = true,
+        };
+        uint64_t index;
+        int k;
+
+        k = fl_etcd_call(r->etcd, &req, &resp);
+        if (k == -ENOENT)
+                index = resp ? MAX(resp->error_index, resp->etcd_index) : 0;
+        else if (k < 0)
+                return k;
+        else {
+                if (!resp)
+                        return -EBADMSG;
+                index = resp->etcd_index;
+                k = fl_reg_tree_add_etcd(r, &t, resp->node);
+                if (k < 0) {
+                        fl_reg_tree_clear(&t);
+                        return k;
+                }
+        }
+        k = fl_reg_snapshot_build(&t, NULL, index, ret);
+        fl_reg_tree_clear(&t);
+        return k;
+}
+
+void fl_registry_stats(Registry *r, uint64_t *ret_requests, uint64_t *ret_bytes_in, uint64_t *ret_bytes_out) {
+        fl_etcd_client_stats(r->etcd, ret_requests, ret_bytes_in, ret_bytes_out);
+}
+
+uint64_t fl_registry_write_index(Registry *r) {
+        return r->write_index;
+}
