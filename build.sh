@@ -99,8 +99,15 @@ cmd_test() {
 case "${1:-build}" in
 build) cmd_build ;;
 test) shift; cmd_test "$@" ;;
-clean) rm -rf build build-asan ;;
-bench | fuzz | demo)
+clean) rm -rf build build-asan build-fuzz ;;
+fuzz)
+	# The fuzz targets need only lib/ and the dependencies, not a linked fleet binary.
+	install_pkgs $PKGS_BUILD clang libclang-rt-14-dev
+	FLEET_DEPS=$(deps_dir)
+	[ -f "$FLEET_DEPS/.done" ] || third_party/deps.sh "$FLEET_DEPS"
+	export FLEET_DEPS
+	shift; exec test/fuzz.sh "$@" ;;
+bench | demo)
 	cmd_build
 	script=test/$1.sh
 	[ -x "$script" ] || { log "'$1' is not implemented yet"; exit 1; }

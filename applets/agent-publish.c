@@ -144,8 +144,9 @@ static bool error_is_unreachable(int error) {
 static void registry_result(AgentPublisher *p, int error) {
         if (error < 0 && error_is_unreachable(error)) {
                 if (!p->registry_down)
-                        log_warning_errno(error, "Lost contact with the registry: %m; units are left as they are "
-                                                 "until it is back");
+                        log_warning_errno(error,
+                                          "Lost contact with the registry: %m; units are left as they are "
+                                          "until it is back");
                 p->registry_down = true;
                 p->registry_error = error;
         } else
@@ -198,7 +199,8 @@ static void on_pub_op_done(Registry *r, int error, void *userdata) {
                         break;
                 }
                 if (error < 0 && error != -ENOENT)
-                        log_debug("Registry write (%d) for %s failed: %s", (int) kind, e->name, strerror(-error));
+                        log_debug("Registry write (%d) for %s failed: %s", (int) kind, e->name,
+                                  strerror(-error));
         }
         op_free(op);
         pub_pump(p);
@@ -212,7 +214,7 @@ static int op_send(AgentPublisher *p, AgentPub *e, AgentOpKind kind) {
         op = new0(AgentOp, 1);
         if (!op)
                 return -ENOMEM;
-        *op = (AgentOp) { .p = p, .kind = kind, .name = strdup(e->name) };
+        *op = (AgentOp){.p = p, .kind = kind, .name = strdup(e->name)};
         if (!op->name)
                 return op_free(op), -ENOMEM;
         switch (kind) {
@@ -232,11 +234,13 @@ static int op_send(AgentPublisher *p, AgentPub *e, AgentOpKind kind) {
                         .sub_state = e->sub,
                 };
                 memcpy(st.hash, e->hash, sizeof(st.hash));
-                r = fl_registry_save_unit_state_async(s->registry, &st, fl_agent_ttl_sec(s), on_pub_op_done, op);
+                r = fl_registry_save_unit_state_async(s->registry, &st, fl_agent_ttl_sec(s), on_pub_op_done,
+                                                      op);
                 break;
         }
         case AGENT_OP_REMOVE_STATE:
-                r = fl_registry_remove_unit_state_async(s->registry, e->name, s->self.id, on_pub_op_done, op);
+                r = fl_registry_remove_unit_state_async(s->registry, e->name, s->self.id, on_pub_op_done,
+                                                        op);
                 break;
         default:
                 r = -EINVAL;
@@ -272,7 +276,8 @@ static void pub_pump(AgentPublisher *p) {
                 if (e->hb_dirty && !e->hb_busy) {
                         e->hb_dirty = false;
                         if (e->hb_want || e->hb_exists) {
-                                r = op_send(p, e, e->hb_want ? AGENT_OP_HEARTBEAT : AGENT_OP_CLEAR_HEARTBEAT);
+                                r = op_send(p, e,
+                                            e->hb_want ? AGENT_OP_HEARTBEAT : AGENT_OP_CLEAR_HEARTBEAT);
                                 if (r < 0)
                                         log_debug("Cannot send job-state of %s: %s", e->name, strerror(-r));
                                 else {
@@ -300,7 +305,7 @@ static void pub_pump(AgentPublisher *p) {
         }
         pub_sweep(p);
         if (p->drained && !pub_has_work(p)) {
-                void (*drained)(Agent *a) = p->drained;
+                void (*drained)(Agent * a) = p->drained;
                 p->drained = NULL;
                 drained(p->agent);
         }
@@ -309,7 +314,7 @@ static void pub_pump(AgentPublisher *p) {
 /* ---- interface ---- */
 
 void fl_agent_pub_init(AgentPublisher *p, Agent *a, Server *s) {
-        *p = (AgentPublisher) { .agent = a, .s = s };
+        *p = (AgentPublisher){.agent = a, .s = s};
 }
 
 void fl_agent_pub_done(AgentPublisher *p) {
@@ -325,10 +330,10 @@ void fl_agent_pub_done(AgentPublisher *p) {
 }
 
 void fl_agent_pub_set_launched(AgentPublisher *p, const char *name, bool launched) {
-        AgentPub *e = pub_get(p, name);
+        AgentPub *e = launched ? pub_get(p, name) : pub_find(p, name);
 
         if (!e)
-                return (void) log_oom_debug();
+                return;
         if (e->hb_want == launched)
                 return;
         e->hb_want = launched;
@@ -405,7 +410,7 @@ void fl_agent_pub_purge(AgentPublisher *p, void (*drained)(Agent *a)) {
                 if (fl_strv_extend(&names, p->pubs[i]->name) < 0)
                         log_oom_debug();
         STRV_FOREACH(n, names)
-                fl_agent_pub_forget(p, *n);
+        fl_agent_pub_forget(p, *n);
         p->drained = drained;
         pub_pump(p);
 }

@@ -4,8 +4,8 @@
  * A pass (every 5 s, and soon after a registry change): desired state from the registry mirror
  * (lib/agent-plan.c), current state from our cache (files in units_directory, what we did to
  * them, and systemd's states), and the ordered tasks between them, run one after the other
- * through async D-Bus calls (lib/systemd-bus.c). The first failing task ends the pass; the next
- * pass starts over from fresh state.
+ * through async D-Bus calls (lib/systemd-bus.c). A failing task skips the rest of its unit's
+ * tasks (fleet ended the whole pass); the next pass starts over from fresh state.
  *
  * Beyond fleet v1.0.0:
  *   - a pass only runs while the registry is known good: mirror ready and our last write did
@@ -49,9 +49,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Agent *, fl_agent_free);
 /* A unit file in units_directory, as far as the agent knows. */
 typedef struct AgentUnit {
         char *name;
-        char hash[41];         /* of the file on disk; "" unknown (unreadable or unparsable) */
-        JobState state;        /* LOADED/LAUNCHED when we made it so, INACTIVE otherwise */
-        bool adoptable;        /* found at startup, untouched since */
+        char hash[41];  /* of the file on disk; "" unknown (unreadable or unparsable) */
+        JobState state; /* LOADED/LAUNCHED when we made it so, INACTIVE otherwise */
+        bool adoptable; /* found at startup, untouched since */
         char *load_state, *active_state, *sub_state; /* systemd's, NULL until known */
 } AgentUnit;
 
@@ -61,23 +61,23 @@ typedef struct AgentJob {
         char *name;
         char hash[41];
         JobState adopt_state;
-        char *text;            /* LOAD: canonical unit text; NULL: the file on disk is right */
-        bool install;          /* LOAD: has an [Install] section */
+        char *text;   /* LOAD: canonical unit text; NULL: the file on disk is right */
+        bool install; /* LOAD: has an [Install] section */
         const char *reason;
 } AgentJob;
 
 struct Agent {
         Server *s;
-        char *units_dir;       /* absolute, no trailing slash */
+        char *units_dir; /* absolute, no trailing slash */
         int dir_fd;
 
         SystemdBus *bus;
         bool bus_lost;
         sd_event_source *reconnect;
         uint64_t reconnect_backoff;
-        bool listed;           /* systemd states of the units found at startup are known */
+        bool listed; /* systemd states of the units found at startup are known */
 
-        AgentUnit **units;     /* sorted by name */
+        AgentUnit **units; /* sorted by name */
         size_t n_units, n_allocated;
 
         sd_event_source *tick, *kick, *refresh, *finish;
@@ -89,18 +89,19 @@ struct Agent {
         AgentJob *jobs;
         size_t n_jobs, cur;
         unsigned step;
-        char **touched;        /* states to query when the pass ends */
-        bool purge_pass;       /* keep going after a failure */
+        char **touched;  /* states to query when the pass ends */
+        char **failed;   /* units whose task failed in this pass: their other tasks are skipped */
+        bool purge_pass; /* keep going after a failure */
 
         AgentPublisher pub;
-        char **warned;         /* units refused, already logged */
+        char **warned; /* units refused, already logged */
         bool skip_logged;
 
         bool purging, units_purged;
         void (*purge_done)(void *userdata);
         void *purge_userdata;
         sd_event_source *purge_defer;
-        bool registry_seen;    /* a pass has run: later suspensions are worth a log line */
+        bool registry_seen; /* a pass has run: later suspensions are worth a log line */
 };
 
 static void agent_pass_next(Agent *a);
@@ -193,7 +194,8 @@ static void unit_publish(Agent *a, AgentUnit *u) {
         if (a->purging)
                 return; /* everything is being deleted */
         if (unit_owned(u))
-                fl_agent_pub_set_state(&a->pub, u->name, u->load_state, u->active_state, u->sub_state, u->hash);
+                fl_agent_pub_set_state(&a->pub, u->name, u->load_state, u->active_state, u->sub_state,
+                                       u->hash);
         fl_agent_pub_set_launched(&a->pub, u->name, u->state == JOB_STATE_LAUNCHED);
 }
 
@@ -216,7 +218,8 @@ static int set_str(char **p, const char *v) {
         return 1;
 }
 
-static void unit_update_systemd(Agent *a, AgentUnit *u, const char *load, const char *active, const char *sub) {
+static void unit_update_systemd(Agent *a, AgentUnit *u, const char *load, const char *active,
+                                const char *sub) {
         int r = 0;
 
         r |= set_str(&u->load_state, load) > 0;
@@ -241,12 +244,27 @@ static int unit_path(Agent *a, const char *name, char **ret) {
         return 0;
 }
 
-/* Writes text as units_directory/name, mode 0644, atomically. */
+static int write_all(int fd, const char *p, size_t len) {
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+/* Writes text as units_directory/name, mode 0644, atomically: a temporary file renamed over it,
+ * so systemd never reads half a unit. */
 static int unit_file_write(Agent *a, const char *name, const char *text) {
+        _cleanup_close_ int fd = -EBADF;
         char tmp[64];
         uint64_t rnd = 0;
-        size_t len = strlen(text), done = 0;
-        _cleanup_close_ int fd = -EBADF;
+        int r;
 
         if (!name_ok(name))
                 return -EINVAL;
@@ -255,25 +273,14 @@ static int unit_file_write(Agent *a, const char *name, const char *text) {
         fd = openat(a->dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0)
                 return -errno;
-        while (done < len) {
-                ssize_t n = write(fd, text + done, len - done);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        goto fail;
-                }
-                done += (size_t) n;
-        }
-        if (fchmod(fd, 0644) < 0)
-                goto fail;
-        if (renameat(a->dir_fd, tmp, a->dir_fd, name) < 0)
-                goto fail;
-        return 0;
-fail: {
-        int e = errno;
-        (void) unlinkat(a->dir_fd, tmp, 0);
-        return -e;
-}
+        r = write_all(fd, text, strlen(text));
+        if (r >= 0 && fchmod(fd, 0644) < 0)
+                r = -errno;
+        if (r >= 0 && renameat(a->dir_fd, tmp, a->dir_fd, name) < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlinkat(a->dir_fd, tmp, 0);
+        return r;
 }
 
 static int unit_file_delete(Agent *a, const char *name) {
@@ -320,15 +327,15 @@ static void unit_file_hash(Agent *a, const char *name, char ret[41]) {
         }
         r = fl_unit_file_parse(data ?: "", len, &uf, &error);
         if (r < 0 || fl_unit_file_hash(uf, h) < 0) {
-                log_warning("Unit file %s/%s cannot be parsed (%s); it will be replaced or removed", a->units_dir,
-                            name, error ?: "unreadable");
+                log_warning("Unit file %s/%s cannot be parsed (%s); it will be replaced or removed",
+                            a->units_dir, name, error ?: "unreadable");
                 return;
         }
         fl_hash_to_hex(h, ret);
         return;
 fail:
-        log_warning_errno(errno, "Cannot read unit file %s/%s: %m; it will be replaced or removed", a->units_dir,
-                          name);
+        log_warning_errno(errno, "Cannot read unit file %s/%s: %m; it will be replaced or removed",
+                          a->units_dir, name);
 }
 
 /* The units already on disk: what a previous run (or a crash) left. */
@@ -367,6 +374,7 @@ static int scan_units_dir(Agent *a) {
                 }
                 unit_file_hash(a, u->name, u->hash);
                 u->adoptable = true;
+                log_debug("Found unit file %s/%s with hash %s", a->units_dir, u->name, strempty(u->hash));
         }
         closedir(d);
         return 0;
@@ -401,7 +409,8 @@ static void on_list(SystemdBus *b, int error, const char *message, const Systemd
         for (size_t i = 0; i < n; i++) {
                 AgentUnit *u = unit_find(a, units[i].name);
                 if (u)
-                        unit_update_systemd(a, u, units[i].load_state, units[i].active_state, units[i].sub_state);
+                        unit_update_systemd(a, u, units[i].load_state, units[i].active_state,
+                                            units[i].sub_state);
         }
         if (!a->listed && error >= 0) {
                 a->listed = true;
@@ -434,8 +443,8 @@ static void query_states(Agent *a, char **names) {
                 log_warning_errno(r, "Failed to ask systemd for unit states: %m");
 }
 
-static void on_unit_changed(SystemdBus *b, const char *name, const char *load, const char *active, const char *sub,
-                            void *userdata) {
+static void on_unit_changed(SystemdBus *b, const char *name, const char *load, const char *active,
+                            const char *sub, void *userdata) {
         Agent *a = userdata;
         AgentUnit *u = unit_find(a, name);
 
@@ -549,6 +558,7 @@ static void pass_end(Agent *a) {
         if (fl_strv_length(a->touched) > 0)
                 query_states(a, a->touched);
         a->touched = fl_strv_free(a->touched);
+        a->failed = fl_strv_free(a->failed);
         jobs_free(a);
         a->busy = false;
         a->purge_pass = false;
@@ -567,7 +577,11 @@ static void job_done(Agent *a, int error, const char *message) {
                 log_error_errno(error, "AgentReconciler task failed: type=%s job=%s reason=\"%s\": %s",
                                 fl_agent_task_type_to_string(j->type), j->name, j->reason,
                                 message ?: strerror(-error));
-                if (!a->purge_pass) {
+                /* fleet ends the pass at the first failure, so one broken unit blocks every
+                 * other; we only skip the remaining tasks of that unit. A failed reload ends
+                 * the pass: what follows may need it. */
+                if (!a->purge_pass &&
+                    (j->type == AGENT_TASK_RELOAD || fl_strv_extend(&a->failed, j->name) < 0)) {
                         pass_end(a);
                         return;
                 }
@@ -675,8 +689,10 @@ static void job_run(Agent *a, int error, const char *message) {
                         return job_done(a, -ENOENT, "unit not loaded");
                 if (step == 0) {
                         unit_set_state(a, u, start ? JOB_STATE_LAUNCHED : JOB_STATE_LOADED);
-                        r = start ? fl_systemd_start_unit_async(a->bus, j->name, "replace", false, on_step, a) :
-                                    fl_systemd_stop_unit_async(a->bus, j->name, "replace", false, on_step, a);
+                        r = start ? fl_systemd_start_unit_async(a->bus, j->name, "replace", false, on_step,
+                                                                a)
+                                  : fl_systemd_stop_unit_async(a->bus, j->name, "replace", false, on_step,
+                                                               a);
                         break;
                 }
                 if (error < 0)
@@ -699,8 +715,13 @@ static void job_run(Agent *a, int error, const char *message) {
                         r = fl_systemd_stop_unit_async(a->bus, j->name, "replace", true, on_step, a);
                         break;
                 case 1:
-                        /* A unit systemd does not know is stopped as far as we care. */
-                        if (error < 0 && error != -ENOENT)
+                        /* A unit systemd does not know, or one that is down already (a refused
+                         * stop of a dead RefuseManualStop= unit), is stopped as far as we care.
+                         * Anything else keeps its file (fleet issue 1216). */
+                        u = unit_find(a, j->name);
+                        if (error < 0 && error != -ENOENT &&
+                            !(u && u->active_state &&
+                              (streq(u->active_state, "inactive") || streq(u->active_state, "failed"))))
                                 return job_done(a, error, message);
                         r = fl_strv_extend(&l, j->name);
                         if (r >= 0)
@@ -708,8 +729,8 @@ static void job_run(Agent *a, int error, const char *message) {
                         break;
                 case 2:
                         if (error < 0)
-                                log_warning_errno(error, "Failed to disable systemd unit %s, ignoring: %s", j->name,
-                                                  message ?: strerror(-error));
+                                log_warning_errno(error, "Failed to disable systemd unit %s, ignoring: %s",
+                                                  j->name, message ?: strerror(-error));
                         r = fl_systemd_reset_failed_unit_async(a->bus, j->name, on_step, a);
                         break;
                 case 3:
@@ -744,6 +765,8 @@ static void agent_pass_next(Agent *a) {
         a->stepping = true;
         do {
                 a->advance = false;
+                while (a->cur < a->n_jobs && fl_strv_contains(a->failed, a->jobs[a->cur].name))
+                        a->cur++;
                 if (a->cur >= a->n_jobs) {
                         pass_end(a);
                         break;
@@ -761,7 +784,7 @@ static int jobs_from_plan(Agent *a, const AgentTask *t, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 AgentJob *j = &a->jobs[a->n_jobs++];
 
-                *j = (AgentJob) {
+                *j = (AgentJob){
                         .type = t[i].type,
                         .name = strdup(t[i].name),
                         .adopt_state = t[i].adopt_state,
@@ -795,7 +818,8 @@ static int jobs_from_plan(Agent *a, const AgentTask *t, size_t n) {
 
 static bool registry_ready(Agent *a) {
         Registry *reg = a->s->registry;
-        return reg && fl_registry_mirror_ready(reg) && fl_agent_pub_registry_ok(&a->pub) && fl_registry_snapshot(reg);
+        return reg && fl_registry_mirror_ready(reg) && fl_agent_pub_registry_ok(&a->pub) &&
+               fl_registry_snapshot(reg);
 }
 
 static void log_skipped(Agent *a, const AgentDesiredState *d) {
@@ -849,7 +873,7 @@ static void agent_reconcile(Agent *a) {
         if (!cur)
                 return (void) log_oom();
         for (size_t i = 0; i < a->n_units; i++)
-                cur[i] = (AgentCurrent) {
+                cur[i] = (AgentCurrent){
                         .name = a->units[i]->name,
                         .hash = a->units[i]->hash,
                         .state = a->units[i]->state,
@@ -944,7 +968,7 @@ static int purge_unload_all(Agent *a) {
                 bool reload = i == a->n_units;
                 AgentJob *j = &a->jobs[a->n_jobs++];
 
-                *j = (AgentJob) {
+                *j = (AgentJob){
                         .type = reload ? AGENT_TASK_RELOAD : AGENT_TASK_UNLOAD,
                         .name = strdup(reload ? "" : a->units[i]->name),
                         .reason = "agent shutting down",
@@ -1078,6 +1102,7 @@ Agent *fl_agent_free(Agent *a) {
                 unit_free(a->units[i]);
         free(a->units);
         fl_strv_free(a->touched);
+        fl_strv_free(a->failed);
         fl_strv_free(a->warned);
         safe_close(a->dir_fd);
         free(a->units_dir);
@@ -1122,7 +1147,8 @@ char *fl_agent_dump(Agent *a) {
                 else
                         cJSON_Delete(pub);
         }
-        cJSON_AddStringToObject(j, "Systemd", bus_usable(a) ? fl_systemd_bus_address(a->bus) : "disconnected");
+        cJSON_AddStringToObject(j, "Systemd",
+                                bus_usable(a) ? fl_systemd_bus_address(a->bus) : "disconnected");
         cJSON_AddStringToObject(j, "UnitsDirectory", a->units_dir);
         cJSON_AddBoolToObject(j, "Busy", a->busy);
         cJSON_AddBoolToObject(j, "Purging", a->purging);

@@ -14,8 +14,8 @@
  * re-sent on the refresh cadence, so their TTLs never run out; failed ones are retried then. */
 typedef struct AgentPub {
         char *name;
-        bool hb_want;          /* job-state should name us (the unit is launched) */
-        bool hb_exists;        /* it may (delete it when no longer wanted) */
+        bool hb_want;   /* job-state should name us (the unit is launched) */
+        bool hb_exists; /* it may (delete it when no longer wanted) */
         bool hb_dirty, hb_busy;
         char *load, *active, *sub; /* state to publish; load == NULL: none (remove) */
         char hash[41];
@@ -44,11 +44,11 @@ typedef struct AgentOp {
 struct AgentPublisher {
         Agent *agent;
         Server *s;
-        AgentPub **pubs;       /* sorted by name */
+        AgentPub **pubs; /* sorted by name */
         size_t n_pubs, n_allocated;
         AgentOp *ops;
         unsigned in_flight;
-        bool registry_down;    /* the last request failed for want of the store */
+        bool registry_down; /* the last request failed for want of the store */
         int registry_error;
         void (*drained)(Agent *a); /* called once nothing is dirty or in flight, then cleared */
 };

@@ -21,6 +21,7 @@
 #include "strv.h"
 
 #define API_DEFAULT_SOCKET "/var/run/fleet.sock"
+#define API_WAIT_POLL_USEC (20ULL * 1000ULL)
 
 static uint64_t now_usec(void) {
         struct timespec ts;
@@ -367,12 +368,17 @@ bool fl_api_call_finish_write(ApiCall *c) {
 /* ---- Read-your-writes ---- */
 
 static void waiting_rearm(Api *a) {
+        uint64_t next;
+
         if (!a->waiting) {
                 (void) sd_event_source_set_enabled(a->wait_timer, SD_EVENT_OFF);
                 return;
         }
-        /* FIFO with one fixed wait: the head has the earliest deadline. */
-        (void) sd_event_source_set_time(a->wait_timer, a->waiting->deadline);
+        /* FIFO with one fixed wait: the head has the earliest deadline. The mirror tells us
+         * about changed content, but its index can also move without a change (an event for a
+         * key it does not keep), so waiting reads look again every few milliseconds too. */
+        next = MIN(a->waiting->deadline, now_usec() + API_WAIT_POLL_USEC);
+        (void) sd_event_source_set_time(a->wait_timer, next);
         (void) sd_event_source_set_enabled(a->wait_timer, SD_EVENT_ONESHOT);
 }
 
@@ -671,7 +677,7 @@ int fl_api_new(Server *s, const int *fds, size_t n_fds, Api **ret) {
         r = fl_http_server_new(s->event, &o, on_request, a, &a->http);
         if (r < 0)
                 goto fail;
-        r = sd_event_add_time(s->event, &a->wait_timer, CLOCK_MONOTONIC, 0, 10 * 1000, on_wait_timer, a);
+        r = sd_event_add_time(s->event, &a->wait_timer, CLOCK_MONOTONIC, 0, 1000, on_wait_timer, a);
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_enabled(a->wait_timer, SD_EVENT_OFF);

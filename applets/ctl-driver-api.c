@@ -83,22 +83,12 @@ static int tunnel_argv(Ctl *c, const char *ep, char ***ret) {
         _cleanup_strv_free_ char **l = NULL;
         _cleanup_free_ char *bastion = NULL, *fwd = NULL, *cmd = NULL;
         char *extra[3] = {};
-        const char *colon, *path;
-        int port = 22, r;
+        const char *path;
+        int port, r;
 
-        /* "host[:port]" (fleet appends :22 when there is no ':'). */
-        colon = strrchr(c->tunnel, ':');
-        if (colon && strchr(c->tunnel, ':') == colon) {
-                char *end;
-                long p = strtol(colon + 1, &end, 10);
-                if (*end || p < 1 || p > 65535)
-                        return -EINVAL;
-                port = (int) p;
-                bastion = strndup(c->tunnel, (size_t) (colon - c->tunnel));
-        } else
-                bastion = strdup(c->tunnel);
-        if (!bastion)
-                return -ENOMEM;
+        r = fl_ctl_tunnel_target(c, &bastion, &port);
+        if (r < 0)
+                return r;
 
         if ((path = startswith(ep, "unix://")) || (path = startswith(ep, "file://"))) {
                 _cleanup_free_ char *q = fl_ctl_shell_quote(path);
@@ -163,6 +153,8 @@ int fl_ctl_driver_api_new(Ctl *c, CtlDriver **ret, char **ret_error) {
                 .cert_file = isempty(c->cert_file) ? NULL : c->cert_file,
                 .key_file = isempty(c->key_file) ? NULL : c->key_file,
                 .timeout_usec = (uint64_t) (c->request_timeout * 1e6),
+                /* Opening the tunnel is an SSH connection: --ssh-timeout on top. */
+                .connect_timeout_usec = tun ? (uint64_t) (c->ssh_timeout * 1e6) : 0,
                 .tunnel_argv = tun,
         };
         r = fl_api_client_new(&cfg, &client, ret_error);

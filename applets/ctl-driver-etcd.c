@@ -4,8 +4,19 @@
  * whole prefix, converted to the API's entities exactly as the HTTP API would present them
  * (a global unit has a currentState only in lists), so commands cannot tell the drivers apart.
  * The machines of the last read are kept for legends, and the first read also checks that no
- * registered fleetd is newer than this fleetctl (fleet's warning box). */
+ * registered fleetd is newer than this fleetctl (fleet's warning box).
+ *
+ * --tunnel: one `ssh -N -L 127.0.0.1:<free port>:<host>:<port>...` to the bastion forwards
+ * every etcd endpoint, and the registry talks to the local ends (fleet dialled through its
+ * in-process SSH client). An https endpoint's certificate must then also be valid for
+ * 127.0.0.1 when --ca-file asks for verification. */
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "ctl.h"
 #include "registry.h"
@@ -14,6 +25,7 @@
 
 typedef struct EtcdDriver {
         Registry *registry;
+        pid_t tunnel;            /* the ssh forwarding the endpoints, 0 if none */
         RegSnapshot *last;       /* most recent read */
         bool version_checked;
 } EtcdDriver;
@@ -283,6 +295,10 @@ static void etcd_free(CtlDriver *d) {
                 return;
         fl_reg_snapshot_free(e->last);
         fl_registry_free(e->registry);
+        if (e->tunnel > 0) {
+                (void) kill(e->tunnel, SIGTERM);
+                (void) waitpid(e->tunnel, NULL, 0);
+        }
         free(e);
 }
 
@@ -298,6 +314,113 @@ static const CtlDriverOps etcd_ops = {
         .peek_machines = etcd_peek_machines,
         .free = etcd_free,
 };
+
+/* A free local TCP port (the kernel's choice; the race with other programs is accepted). */
+static int free_port(void) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t l = sizeof(sa);
+        int fd, port = -EADDRNOTAVAIL;
+
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) >= 0 && getsockname(fd, (struct sockaddr *) &sa, &l) >= 0)
+                port = ntohs(sa.sin_port);
+        safe_close(fd);
+        return port;
+}
+
+static bool port_open(int port) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool ok;
+
+        if (fd < 0)
+                return false;
+        ok = connect(fd, (struct sockaddr *) &sa, sizeof(sa)) >= 0;
+        safe_close(fd);
+        return ok;
+}
+
+/* Starts the forwarding ssh and rewrites *endpoints to the local ends. */
+static int start_tunnel(Ctl *c, EtcdDriver *e, char ***endpoints, char **ret_error) {
+        _cleanup_strv_free_ char **extra = NULL, **local = NULL, **argv = NULL;
+        _cleanup_free_ char *bastion = NULL;
+        int bport, first = -1, r;
+        uint64_t deadline;
+        pid_t pid;
+
+        r = fl_ctl_tunnel_target(c, &bastion, &bport);
+        if (r < 0) {
+                *ret_error = fl_ctl_asprintf("failed initializing SSH client: invalid tunnel address \"%s\"", c->tunnel);
+                return r;
+        }
+        if (fl_strv_extend(&extra, "-N") < 0 || fl_strv_extend(&extra, "-o") < 0 ||
+            fl_strv_extend(&extra, "ExitOnForwardFailure=yes") < 0)
+                return -ENOMEM;
+        STRV_FOREACH(ep, *endpoints) {
+                const char *hp = strstr(*ep, "://") + 3;
+                _cleanup_free_ char *hostport = strndup(hp, strcspn(hp, "/")), *fwd = NULL, *url = NULL;
+                int lp = free_port();
+
+                if (!hostport)
+                        return -ENOMEM;
+                if (lp < 0)
+                        return lp;
+                if (first < 0)
+                        first = lp;
+                if (!strchr(hostport, ':') || hostport[strlen(hostport) - 1] == ']') {
+                        char *p = fl_ctl_asprintf("%s:%s", hostport, startswith(*ep, "https") ? "443" : "80");
+                        free(hostport);
+                        hostport = p;
+                        if (!hostport)
+                                return -ENOMEM;
+                }
+                fwd = fl_ctl_asprintf("127.0.0.1:%d:%s", lp, hostport);
+                url = fl_ctl_asprintf("%s://127.0.0.1:%d", startswith(*ep, "https") ? "https" : "http", lp);
+                if (!fwd || !url || fl_strv_extend(&extra, "-L") < 0 || fl_strv_extend(&extra, fwd) < 0 ||
+                    fl_strv_push(&local, TAKE_PTR(url)) < 0)
+                        return -ENOMEM;
+        }
+        r = fl_ctl_ssh_argv(c, bastion, bport, 0, extra, &argv);
+        if (r < 0)
+                return r;
+
+        fflush(stdout);
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                if (null >= 0)
+                        (void) dup2(null, STDOUT_FILENO);
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        e->tunnel = pid;
+        deadline = fl_ctl_now() + (uint64_t) ((c->ssh_timeout + 5) * 1e6);
+        for (;;) {
+                int status;
+
+                if (port_open(first))
+                        break;
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        e->tunnel = 0;
+                        *ret_error = fl_ctl_asprintf("failed initializing SSH client: ssh to %s exited with status %d",
+                                                     bastion, WIFEXITED(status) ? WEXITSTATUS(status) : 255);
+                        return -ECONNREFUSED;
+                }
+                if (fl_ctl_now() >= deadline) {
+                        *ret_error = strdup("timed out while initiating SSH connection");
+                        return -ETIMEDOUT;
+                }
+                fl_ctl_sleep(50 * 1000);
+        }
+        fl_strv_free(*endpoints);
+        *endpoints = TAKE_PTR(local);
+        return 0;
+}
 
 int fl_ctl_driver_etcd_new(Ctl *c, CtlDriver **ret, char **ret_error) {
         _cleanup_(fl_ctl_driver_freep) CtlDriver *d = NULL;
@@ -323,11 +446,6 @@ int fl_ctl_driver_etcd_new(Ctl *c, CtlDriver **ret, char **ret_error) {
                 *ret_error = strdup("no etcd endpoint given");
                 return -EINVAL;
         }
-        if (c->tunnel) {
-                *ret_error = strdup("--tunnel is not supported with --driver=etcd; use the API driver");
-                return -EOPNOTSUPP;
-        }
-
         d = new0(CtlDriver, 1);
         if (!d)
                 return -ENOMEM;
@@ -336,6 +454,11 @@ int fl_ctl_driver_etcd_new(Ctl *c, CtlDriver **ret, char **ret_error) {
         if (!e)
                 return -ENOMEM;
         d->data = e;
+        if (c->tunnel) {
+                r = start_tunnel(c, e, &endpoints, ret_error);
+                if (r < 0)
+                        return r;
+        }
 
         cfg = (RegistryConfig) {
                 .endpoints = endpoints,

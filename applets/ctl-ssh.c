@@ -140,6 +140,20 @@ static int split_host_port(const char *s, char **ret_host, int *ret_port) {
         return 0;
 }
 
+int fl_ctl_tunnel_target(Ctl *c, char **ret_host, int *ret_port) {
+        _cleanup_free_ char *h = NULL;
+        int port, r;
+
+        r = split_host_port(c->tunnel, &h, &port);
+        if (r < 0)
+                return r;
+        if (!host_is_safe(h))
+                return -EINVAL;
+        *ret_host = TAKE_PTR(h);
+        *ret_port = port;
+        return 0;
+}
+
 /* Options common to every ssh we run (tunnel, ProxyCommand, commands). */
 static int ssh_common_opts(Ctl *c, char ***l) {
         _cleanup_free_ char *kh = NULL, *opt1 = NULL, *opt2 = NULL, *opt3 = NULL;
@@ -195,11 +209,9 @@ int fl_ctl_ssh_argv(Ctl *c, const char *host, int port, unsigned flags, char *co
                 Buf b = BUF_INIT;
                 int bport;
 
-                r = split_host_port(c->tunnel, &bhost, &bport);
+                r = fl_ctl_tunnel_target(c, &bhost, &bport);
                 if (r < 0)
                         return r;
-                if (!host_is_safe(bhost))
-                        return -EINVAL;
                 r = fl_strv_extend(&p, getenv("FLEETCTL_SSH") ?: "ssh");
                 if (r >= 0)
                         r = ssh_common_opts(c, &p);

@@ -10,7 +10,8 @@
  *   - restart really stops (waits for "loaded") before starting again, and restarts global
  *     units with systemctl on every machine running them;
  *   - stop/unload report a failure to set the target state instead of ignoring it;
- *   - destroy waits (unless --no-block) until the units are gone. */
+ *   - destroy waits (unless --no-block) until the units are gone;
+ *   - --replace of an instance uses the local template it was compared with. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -439,6 +440,23 @@ static int get_unit_file(CtlDriver *d, Ctl *c, const char *arg, const char *name
                 return -ENOENT;
         }
 
+        tpl_path = sibling_path(arg, info.template_name);
+        if (!tpl_path)
+                return log_oom();
+        /* --replace compared the unit with the local template, so that is what replaces it
+         * (fleet took the registry's template here, making --replace of instances a no-op). */
+        if (c->replace) {
+                error = mfree(error);
+                r = read_unit_file(tpl_path, ret, &error);
+                if (r >= 0)
+                        return 0;
+                if (r != -ENOENT) {
+                        *ret_error = fl_ctl_asprintf("failed getting Unit(%s) from template: unable to load template Unit(%s) from file: %s",
+                                                     arg, info.template_name, strempty(error));
+                        return r;
+                }
+        }
+
         r = d->ops->get_unit(d, info.template_name, &tpl);
         if (r < 0 && r != -ENOENT) {
                 *ret_error = fl_ctl_asprintf("failed getting Unit(%s) from template: error retrieving template Unit(%s) from Registry: %s",
@@ -451,9 +469,6 @@ static int get_unit_file(CtlDriver *d, Ctl *c, const char *arg, const char *name
                 return r < 0 ? log_oom() : 0;
         }
 
-        tpl_path = sibling_path(arg, info.template_name);
-        if (!tpl_path)
-                return log_oom();
         error = mfree(error);
         r = read_unit_file(tpl_path, ret, &error);
         if (r == -ENOENT) {
@@ -525,8 +540,10 @@ static int lazy_create_units(Ctl *c, CtlDriver *d, char **args) {
                         return log_oom();
         }
 
-        if (created && block_attempts(c) >= 0) {
-                r = wait_for_states(c, d, created, "inactive", block_attempts(c), NULL, NULL);
+        /* Like fleet, this wait ignores --no-block (a new unit is inactive at once anyway). */
+        if (created) {
+                r = wait_for_states(c, d, created, "inactive", c->block_attempts > 0 ? c->block_attempts : 0, NULL,
+                                    NULL);
                 if (r < 0)
                         return log_error_errno(r, "Error creating units: One or more errors creating units");
         }

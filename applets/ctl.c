@@ -136,7 +136,7 @@ static const Opt opts[] = {
         { "fields", 0, ARG_FIELDS, OPT_STRING, L_FIELDS, NULL, "Columns to print" },
         { "output", 'o', ARG_OUTPUT, OPT_STRING, L_OUTPUT, "table",
           "Output format: \"table\" or \"json\" (machine-readable, all fields, full values)" },
-        { "block-attempts", 0, ARG_BLOCK_ATTEMPTS, OPT_INT, L_BLOCK_ATTEMPTS, "0",
+        { "block-attempts", 0, ARG_BLOCK_ATTEMPTS, OPT_INT, L_BLOCK_ATTEMPTS, NULL,
           "Wait until the units reach their state, performing up to N attempts before giving up. A value of 0 indicates no limit. Does not apply to global units." },
         { "no-block", 0, ARG_NO_BLOCK, OPT_BOOL, L_NO_BLOCK, NULL,
           "Do not wait until the units reach their state before exiting. Always the case for global units." },
@@ -180,6 +180,7 @@ typedef struct Verb {
         const char *usage;
         const char *summary;
         const char *description;
+        const char *fields;        /* --fields: "<default>|<what>|<valid fields>" for help */
 } Verb;
 
 static int verb_version(Ctl *c, int argc, char **argv);
@@ -224,12 +225,12 @@ static const Verb verbs[] = {
           "For easily parsable output, you can remove the column headers:\n"
           "fleetctl list-machines --no-legend\n\n"
           "Output the list without truncation:\n"
-          "fleetctl list-machines --full\n\n"
-          "Valid fields are \"machine,ip,metadata\"." },
+          "fleetctl list-machines --full\n",
+          "machine,ip,metadata|Machine|ip,machine,metadata" },
         { "list-unit-files", 0, 0, 0, L_LIST, fl_ctl_verb_list_unit_files, "list-unit-files [--fields]",
           "List the units that exist in the cluster.",
-          "Lists all unit files that exist in the cluster (whether or not they are loaded onto a machine).\n\n"
-          "Valid fields are \"desc,dstate,global,hash,state,target,tmachine,unit\"." },
+          "Lists all unit files that exist in the cluster (whether or not they are loaded onto a machine).\n",
+          "unit,hash,dstate,state,target|Unit file|desc,dstate,global,hash,state,target,tmachine,unit" },
         { "list-units", 0, 0, 0, L_LIST | L_SHORT_L, fl_ctl_verb_list_units,
           "list-units [--no-legend] [-l|--full] [--fields]", "List the current state of units in the cluster",
           "Lists the state of all units in the cluster loaded onto a machine.\n\n"
@@ -238,8 +239,8 @@ static const Verb verbs[] = {
           "Output the list without ellipses:\n"
           "fleetctl list-units --full\n\n"
           "Or, choose the columns to display:\n"
-          "fleetctl list-units --fields=unit,machine\n\n"
-          "Valid fields are \"active,hash,load,machine,sub,unit\"." },
+          "fleetctl list-units --fields=unit,machine\n",
+          "unit,machine,active,sub|Unit|active,hash,load,machine,sub,unit" },
         { "load", 0, -1, 0, L_CREATE, fl_ctl_verb_load, "load [--no-block|--block-attempts=N] UNIT...",
           "Schedule one or more units in the cluster, first submitting them if necessary.",
           "Load one or many units in the cluster into systemd, but do not start.\n\n"
@@ -383,7 +384,7 @@ static bool opt_applies(const Opt *o, unsigned local, bool globals) {
 }
 
 /* pflag's FlagUsages: "  -x, --name type" padded to a common column, then the usage. */
-static int format_flag_usages(Buf *b, unsigned local, bool globals) {
+static int format_flag_usages(Buf *b, const Verb *v, unsigned local, bool globals) {
         size_t maxlen = 0;
         int r;
 
@@ -396,7 +397,7 @@ static int format_flag_usages(Buf *b, unsigned local, bool globals) {
 
                         if (!o->help || !opt_applies(o, local, globals))
                                 continue;
-                        if (o->shorthand && strlen(o->name) > 1)
+                        if (o->shorthand)
                                 len = snprintf(line, sizeof(line), "  -%c, --%s%s%s", o->shorthand, o->name,
                                                t ? " " : "", strempty(t));
                         else
@@ -404,6 +405,16 @@ static int format_flag_usages(Buf *b, unsigned local, bool globals) {
                                                strempty(t));
                         if (pass == 0) {
                                 maxlen = MAX(maxlen, len);
+                                continue;
+                        }
+                        if (o->id == ARG_FIELDS && v && v->fields) {
+                                /* fleet's: Columns to print for each Unit. Valid fields are "..." */
+                                const char *a = strchr(v->fields, '|'), *w = a + 1, *z = strchr(w, '|');
+                                r = fl_buf_printf(b, "%s%*s   Columns to print for each %.*s. Valid fields are \"%s\" (default \"%.*s\")\n",
+                                                  line, (int) (maxlen - len), "", (int) (z - w), w, z + 1,
+                                                  (int) (a - v->fields), v->fields);
+                                if (r < 0)
+                                        return r;
                                 continue;
                         }
                         r = fl_buf_printf(b, "%s%*s   %s", line, (int) (maxlen - len), "", o->help);
@@ -436,7 +447,7 @@ static int print_help(const Verb *v) {
                 if (r >= 0)
                         r = fl_buf_puts(&b, "\nOPTIONS:\n");
                 if (r >= 0)
-                        r = format_flag_usages(&b, 0, true);
+                        r = format_flag_usages(&b, NULL, 0, true);
                 if (r >= 0)
                         r = fl_buf_puts(&b, "\nRun 'fleetctl help COMMAND' for a command's options.\n");
         } else {
@@ -446,19 +457,24 @@ static int print_help(const Verb *v) {
                         r = fl_buf_puts(&b, "\nDESCRIPTION:\n");
                         for (const char *p = v->description; r >= 0 && *p;) {
                                 size_t n = strcspn(p, "\n");
-                                r = fl_buf_printf(&b, "\t%.*s\n", (int) n, p);
+
+                                r = fl_buf_putc(&b, '\t');
+                                if (r >= 0)
+                                        r = fl_buf_append(&b, p, n);
+                                if (r >= 0)
+                                        r = fl_buf_putc(&b, '\n');
                                 p += n + (p[n] == '\n');
                         }
                 }
                 if (r >= 0 && v->local) {
                         r = fl_buf_puts(&b, "\nOPTIONS:\n");
                         if (r >= 0)
-                                r = format_flag_usages(&b, v->local, false);
+                                r = format_flag_usages(&b, v, v->local, false);
                 }
                 if (r >= 0)
                         r = fl_buf_puts(&b, "\nGLOBAL OPTIONS:\n");
                 if (r >= 0)
-                        r = format_flag_usages(&b, 0, true);
+                        r = format_flag_usages(&b, NULL, 0, true);
         }
         if (r < 0) {
                 fl_buf_done(&b);
@@ -761,7 +777,7 @@ static int parse_argv(Ctl *c, int argc, char **argv, const Verb **ret_verb, char
         _cleanup_strv_free_ char **args = NULL;
         _cleanup_free_ struct option *longopts = NULL;
         const Verb *v = NULL;
-        Buf shortopts = BUF_INIT;
+        _cleanup_(fl_buf_done) Buf shortopts = BUF_INIT;
         size_t n = 0;
         bool help = false, stop = false;
         int verb_idx, r;
@@ -797,10 +813,8 @@ static int parse_argv(Ctl *c, int argc, char **argv, const Verb **ret_verb, char
                 if (o->shorthand)
                         r = fl_buf_printf(&shortopts, "%c%s", o->shorthand, o->type == OPT_BOOL ? "" : ":");
         }
-        if (r < 0) {
-                fl_buf_done(&shortopts);
+        if (r < 0)
                 return log_oom();
-        }
 
         opterr = 0;
         optind = 0; /* full re-initialisation of glibc's getopt */
@@ -821,10 +835,8 @@ static int parse_argv(Ctl *c, int argc, char **argv, const Verb **ret_verb, char
                         }
                         if (pos != verb_idx) {
                                 r = fl_strv_extend(&args, argv[pos]);
-                                if (r < 0) {
-                                        fl_buf_done(&shortopts);
+                                if (r < 0)
                                         return log_oom();
-                                }
                                 if (v && (v->flags & VERB_STOP_AT_ARG))
                                         stop = true;
                         }
@@ -839,7 +851,6 @@ static int parse_argv(Ctl *c, int argc, char **argv, const Verb **ret_verb, char
                 }
                 if (ch == '?' || ch == ':') {
                         const char *a = argv[optind - 1 < pos ? pos : optind - 1];
-                        fl_buf_done(&shortopts);
                         if (ch == ':')
                                 *ret_exit = usage_error("flag needs an argument: %s", a);
                         else if (startswith(a, "--"))
@@ -853,7 +864,6 @@ static int parse_argv(Ctl *c, int argc, char **argv, const Verb **ret_verb, char
                 else {
                         o = opt_by_short((char) ch, v ? v->local : 0, false);
                         if (!o) {
-                                fl_buf_done(&shortopts);
                                 *ret_exit = usage_error("unknown shorthand flag: '%c'", ch);
                                 return 0;
                         }
@@ -861,7 +871,6 @@ static int parse_argv(Ctl *c, int argc, char **argv, const Verb **ret_verb, char
                 if (o->id == ARG_HELP) {
                         bool b = true;
                         if (optarg && parse_bool(optarg, &b) < 0) {
-                                fl_buf_done(&shortopts);
                                 *ret_exit = usage_error("invalid argument \"%s\" for \"--%s\" flag", optarg, o->name);
                                 return 0;
                         }
@@ -869,12 +878,10 @@ static int parse_argv(Ctl *c, int argc, char **argv, const Verb **ret_verb, char
                 } else {
                         r = opt_set(c, o, optarg);
                         if (r == -ECANCELED) {
-                                fl_buf_done(&shortopts);
                                 *ret_exit = 2;
                                 return 0;
                         }
                         if (r < 0) {
-                                fl_buf_done(&shortopts);
                                 *ret_exit = usage_error("invalid argument \"%s\" for \"--%s\" flag", strempty(optarg),
                                                         o->name);
                                 return 0;
@@ -882,7 +889,6 @@ static int parse_argv(Ctl *c, int argc, char **argv, const Verb **ret_verb, char
                 }
                 pos = optind;
         }
-        fl_buf_done(&shortopts);
 
         if (help || !v) {
                 r = print_help(v);

@@ -23,7 +23,7 @@ typedef enum CtlOutput {
 } CtlOutput;
 
 struct Ctl {
-        /* Global options (FLETCTL_* environment, then the command line). Strings are borrowed
+        /* Global options (FLEETCTL_* environment, then the command line). Strings are borrowed
          * from argv/environ or static. */
         const char *endpoint;
         const char *driver_name;
@@ -147,3 +147,5 @@ enum {
  * (owned strv); the remote command, if any, is appended by the caller. port 22 or 0 keeps
  * ssh's own default (~/.ssh/config). -EINVAL for a host that is not a plain address. */
 int fl_ctl_ssh_argv(Ctl *c, const char *host, int port, unsigned flags, char *const *extra, char ***ret);
+/* --tunnel split into host and port ("host[:port]", fleet's default port 22). -EINVAL if bad. */
+int fl_ctl_tunnel_target(Ctl *c, char **ret_host, int *ret_port);

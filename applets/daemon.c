@@ -18,7 +18,6 @@
 #include <cJSON.h>
 
 #include "applets.h"
-#include "buf.h"
 #include "daemon.h"
 #include "log.h"
 #include "machine.h"
@@ -66,6 +65,7 @@ typedef struct Daemon {
         unsigned beat_tries;
         uint64_t last_beat_ok;     /* CLOCK_MONOTONIC of the last successful register/beat */
         int last_register_error;
+        struct PresenceOp *ops;    /* in flight; freed at exit if the registry dropped them */
 
         FleetConfig *new_config;   /* during PHASE_RELOADING */
         bool stop_after_reload;
@@ -73,11 +73,38 @@ typedef struct Daemon {
         sd_event_source *stop_timer;
 } Daemon;
 
-/* One in-flight presence request; the callback ignores it once presence moved on. */
+/* One in-flight presence request; the callback ignores it once presence moved on. A freed
+ * registry drops its requests without calling back, so they are listed here to be freed. */
 typedef struct PresenceOp {
         Daemon *d;
         uint64_t gen;
+        struct PresenceOp *prev, *next;
 } PresenceOp;
+
+static PresenceOp *presence_op_new(Daemon *d) {
+        PresenceOp *op = new0(PresenceOp, 1);
+
+        if (!op)
+                return NULL;
+        *op = (PresenceOp) { .d = d, .gen = d->presence_gen, .next = d->ops };
+        if (d->ops)
+                d->ops->prev = op;
+        d->ops = op;
+        return op;
+}
+
+static void presence_op_free(PresenceOp *op) {
+        if (!op)
+                return;
+        if (op->prev)
+                op->prev->next = op->next;
+        else
+                op->d->ops = op->next;
+        if (op->next)
+                op->next->prev = op->prev;
+        free(op);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(PresenceOp *, presence_op_free);
 
 static void presence_attempt(Daemon *d);
 static void presence_start(Daemon *d);
@@ -249,7 +276,7 @@ static int components_start(Daemon *d) {
         if ((d->roles & FL_ROLE_AGENT) && !s->agent) {
                 r = fl_agent_new(s, &s->agent);
                 if (r < 0)
-                        return log_error_errno(r, "Failed starting the agent: %m");
+                        return r; /* logged by the agent */
         }
         if ((d->roles & FL_ROLE_ENGINE) && !s->engine) {
                 if (s->config->disable_engine)
@@ -330,12 +357,17 @@ static void monitor_trigger(Daemon *d) {
 }
 
 static void presence_done(Registry *r, int error, void *userdata) {
-        _cleanup_free_ PresenceOp *op = userdata;
+        _cleanup_(presence_op_freep) PresenceOp *op = userdata;
         Daemon *d = op->d;
         Server *s = &d->server;
         uint64_t delay;
 
-        if (op->gen != d->presence_gen || d->phase != PHASE_RUNNING)
+        if (op->gen != d->presence_gen)
+                return;
+        /* A registration that lands while a reload is underway still made the key ours. */
+        if (error >= 0 && d->presence == PRESENCE_REGISTERING)
+                d->owns_key = true;
+        if (d->phase != PHASE_RUNNING)
                 return;
 
         if (d->presence == PRESENCE_REGISTERING) {
@@ -399,13 +431,12 @@ static void presence_attempt(Daemon *d) {
         PresenceOp *op;
         int r;
 
-        op = new0(PresenceOp, 1);
+        op = presence_op_new(d);
         if (!op) {
                 log_oom();
                 presence_arm(d, REGISTER_BACKOFF_MIN_USEC);
                 return;
         }
-        *op = (PresenceOp) { d, d->presence_gen };
         /* Re-registering a key we already own (monitor restart, reload) beats instead of
          * creating: our own key is still there until its TTL runs out. */
         if (d->presence == PRESENCE_REGISTERING && !d->owns_key)
@@ -413,15 +444,8 @@ static void presence_attempt(Daemon *d) {
         else
                 r = fl_registry_machine_beat_async(s->registry, &s->self, ttl_sec(d), presence_done, op);
         if (r < 0) {
-                /* Not even queued: report it through the normal path, from the loop. */
-                free(op);
+                /* Not even queued: take the failure path (retry, monitor) right away. */
                 log_debug_errno(r, "Presence request failed to start: %m");
-                op = new0(PresenceOp, 1);
-                if (!op) {
-                        presence_arm(d, REGISTER_BACKOFF_MIN_USEC);
-                        return;
-                }
-                *op = (PresenceOp) { d, d->presence_gen };
                 presence_done(s->registry, r, op);
         }
 }
@@ -600,11 +624,15 @@ static void reload_finish(Daemon *d) {
         old_self = s->self;
         s->self = self;
 
+        if (!strv_equal(old->api_listen, s->config->api_listen))
+                log_warning("api_listen changed: the API keeps its listeners until fleetd restarts");
         same_registry = registry_config_equal(old, s->config);
         same_identity = streq(old_self.id, s->self.id) && streq_ptr(old->etcd_key_prefix, s->config->etcd_key_prefix);
         if (!same_registry) {
                 presence_stop(d);
                 s->registry = fl_registry_free(s->registry);
+                while (d->ops)
+                        presence_op_free(d->ops);
                 r = registry_open(d);
                 if (r < 0)
                         goto fatal;
@@ -848,8 +876,10 @@ static void daemon_done(Daemon *d) {
         d->stop_timer = sd_event_source_disable_unref(d->stop_timer);
         s->api = fl_api_free(s->api);
         components_drop(d);
-        /* Freed while d is alive: the registry may complete pending requests as cancelled. */
+        /* The registry drops pending requests without calling back: free our contexts. */
         s->registry = fl_registry_free(s->registry);
+        while (d->ops)
+                presence_op_free(d->ops);
         for (size_t i = 0; i < d->n_listen_fds; i++)
                 safe_close(d->listen_fds[i]);
         d->listen_fds = mfree(d->listen_fds);

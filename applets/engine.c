@@ -72,6 +72,7 @@ struct Engine {
         bool version_warned;
 
         bool busy;                  /* a version/lease request or a batch of actions runs */
+        bool lease_busy;            /* ... a version/lease request, precisely */
         bool pending;               /* a pass was asked for meanwhile */
         SchedAction *actions;
         size_t n_actions, next_action;
@@ -95,6 +96,8 @@ struct Engine {
 static void engine_pass(Engine *e);
 static void engine_reconcile(Engine *e);
 static void engine_apply_pump(Engine *e);
+static void engine_finish_stop(Engine *e);
+static void engine_stop_done(Engine *e);
 
 static uint64_t engine_now(Engine *e) {
         uint64_t now = 0;
@@ -235,8 +238,8 @@ static int engine_op_start(EngineOp *op) {
 
         switch (op->kind) {
         case ENGINE_OP_VERSION:
-                r = fl_registry_engine_version_set_async(reg, op->old_version, ENGINE_VERSION, engine_op_done,
-                                                         op);
+                r = fl_registry_engine_version_set_async(reg, op->old_version, ENGINE_VERSION,
+                                                         engine_op_done, op);
                 break;
         case ENGINE_OP_ACQUIRE:
                 r = fl_registry_lease_acquire_async(reg, engine_self(e), ENGINE_VERSION, e->lease_ttl_sec,
@@ -327,7 +330,8 @@ static bool engine_op_done_lease(Engine *e, EngineOp *op, int error) {
         switch (op->kind) {
         case ENGINE_OP_VERSION:
                 if (error >= 0)
-                        log_info("Updated cluster engine version from %d to %d", op->old_version, ENGINE_VERSION);
+                        log_info("Updated cluster engine version from %d to %d", op->old_version,
+                                 ENGINE_VERSION);
                 else if (error == -ESTALE || error == -EEXIST)
                         /* Another engine raised it first. */
                         log_debug_errno(error, "Cluster engine version changed concurrently: %m");
@@ -362,7 +366,8 @@ static bool engine_op_done_lease(Engine *e, EngineOp *op, int error) {
                  * lost for good. */
                 const RegSnapshot *snap = fl_registry_snapshot(e->s->registry);
                 uint64_t now = engine_now(e);
-                bool taken = snap && snap->lease.machine_id && !streq(snap->lease.machine_id, engine_self(e));
+                bool taken = snap && snap->lease.machine_id &&
+                             !streq(snap->lease.machine_id, engine_self(e));
                 if (!taken && now < e->lease_until) {
                         log_debug_errno(error, "Failed to renew engine lease, will retry: %m");
                         e->renew_error = error;
@@ -422,8 +427,8 @@ static void engine_op_done_action(Engine *e, EngineOp *op, int error) {
                         log_debug_errno(error, "Job(%s) was no longer scheduled to Machine(%s): %m", a->unit,
                                         a->machine_id);
                 else
-                        log_warning_errno(error, "Failed to unschedule Job(%s) from Machine(%s): %m", a->unit,
-                                          a->machine_id);
+                        log_warning_errno(error, "Failed to unschedule Job(%s) from Machine(%s): %m",
+                                          a->unit, a->machine_id);
                 break;
         case SCHED_SCHEDULE:
                 if (error >= 0)
@@ -441,10 +446,11 @@ static void engine_op_done_action(Engine *e, EngineOp *op, int error) {
                         else
                                 log_debug("Unit(%s) is schedulable again", a->unit);
                 } else if (error == -ENOENT)
-                        log_debug_errno(error, "Unit(%s) went away before its scheduling status was saved: %m",
-                                        a->unit);
+                        log_debug_errno(error, "Unit(%s) went away before its scheduling status was saved: "
+                                        "%m", a->unit);
                 else
-                        log_warning_errno(error, "Failed to save scheduling status of Unit(%s): %m", a->unit);
+                        log_warning_errno(error, "Failed to save scheduling status of Unit(%s): %m",
+                                          a->unit);
                 break;
         default:
                 break;
@@ -468,9 +474,11 @@ static void engine_op_done(Registry *r, int error, void *userdata) {
         case ENGINE_OP_STEAL:
                 proceed = engine_op_done_lease(e, op, error);
                 engine_op_free(op);
-                e->busy = false;
-                if (e->stopping)
+                e->busy = e->lease_busy = false;
+                if (e->stopping) {
+                        engine_finish_stop(e);
                         return;
+                }
                 /* Go on with the same pass: the next step reads what we just learnt. After a
                  * failure wait for the next tick rather than retrying at once. */
                 if (proceed)
@@ -488,11 +496,7 @@ static void engine_op_done(Registry *r, int error, void *userdata) {
                         log_debug_errno(error, "Failed to release the engine lease: %m");
                 engine_op_free(op);
                 engine_lost(e);
-                if (e->stop_done) {
-                        void (*done)(void *) = e->stop_done;
-                        e->stop_done = NULL;
-                        done(e->stop_userdata);
-                }
+                engine_stop_done(e);
                 return;
 
         case ENGINE_OP_ACTION:
@@ -523,8 +527,8 @@ static void engine_apply_pump(Engine *e) {
                         break;
                 if (e->stopping || !e->leader || now >= e->lease_until) {
                         if (!e->stopping)
-                                log_warning("Engine lease expired during reconciliation, dropping %zu pending changes",
-                                            e->n_actions - e->next_action);
+                                log_warning("Engine lease expired during reconciliation, dropping %zu "
+                                            "pending changes", e->n_actions - e->next_action);
                         e->next_action = e->n_actions;
                         break;
                 }
@@ -628,7 +632,7 @@ static int engine_start_lease_op(Engine *e, EngineOpKind kind, const RegLease *l
         int r = engine_op_start(op);
         if (r < 0)
                 return log_warning_errno(r, "Failed to contact the registry for the engine lease: %m");
-        e->busy = true;
+        e->busy = e->lease_busy = true;
         return 0;
 }
 
@@ -671,7 +675,7 @@ static void engine_pass(Engine *e) {
                         log_warning_errno(r, "Failed to update cluster engine version: %m");
                         return;
                 }
-                e->busy = true;
+                e->busy = e->lease_busy = true;
                 return;   /* the pass goes on from the callback */
         }
 
@@ -689,7 +693,8 @@ static void engine_pass(Engine *e) {
         } else {
                 if (e->leader) {
                         if (e->renew_error < 0)
-                                log_warning_errno(e->renew_error, "Engine leadership lost, renewal failed: %m");
+                                log_warning_errno(e->renew_error,
+                                                  "Engine leadership lost, renewal failed: %m");
                         else
                                 log_warning("Engine leadership lost, lease expired");
                         engine_lost(e);
@@ -709,6 +714,32 @@ static void engine_pass(Engine *e) {
 
         /* 3. Reconcile. */
         engine_reconcile(e);
+}
+
+/* ---- Stopping ---- */
+
+static void engine_stop_done(Engine *e) {
+        void (*done)(void *) = e->stop_done;
+
+        e->stop_done = NULL;
+        if (done)
+                done(e->stop_userdata);
+}
+
+/* Releases the lease if we hold it (or the mirror says so), then tells the caller. */
+static void engine_finish_stop(Engine *e) {
+        const RegSnapshot *snap = fl_registry_snapshot(e->s->registry);
+        bool holds = e->leader || (snap && streq_ptr(snap->lease.machine_id, engine_self(e)));
+
+        if (holds) {
+                EngineOp *op = engine_op_new(e, ENGINE_OP_RELEASE);
+                int r = op ? engine_op_start(op) : -ENOMEM;
+                if (r >= 0)
+                        return;   /* engine_op_done() calls engine_stop_done() */
+                log_debug_errno(r, "Failed to release the engine lease, it will expire: %m");
+        }
+        engine_lost(e);
+        engine_stop_done(e);
 }
 
 /* ---- Interface ---- */
@@ -772,33 +803,21 @@ int fl_engine_new(Server *s, Engine **ret) {
 }
 
 void fl_engine_stop(Engine *e, void (*done)(void *userdata), void *userdata) {
-        if (!e) {
+        if (!e || e->stopping) {
                 if (done)
                         done(userdata);
                 return;
         }
         e->stopping = true;
+        e->stop_done = done;
+        e->stop_userdata = userdata;
         if (e->tick)
                 (void) sd_event_source_set_enabled(e->tick, SD_EVENT_OFF);
         if (e->kick)
                 (void) sd_event_source_set_enabled(e->kick, SD_EVENT_OFF);
-
-        const RegSnapshot *snap = fl_registry_snapshot(e->s->registry);
-        bool holds = e->leader || (snap && streq_ptr(snap->lease.machine_id, engine_self(e)));
-        if (holds && !e->stop_done) {
-                EngineOp *op = engine_op_new(e, ENGINE_OP_RELEASE);
-                if (op) {
-                        e->stop_done = done;
-                        e->stop_userdata = userdata;
-                        if (engine_op_start(op) >= 0)
-                                return;
-                        e->stop_done = NULL;
-                }
-                log_debug("Failed to release the engine lease, it will expire");
-        }
-        engine_lost(e);
-        if (done)
-                done(userdata);
+        /* A lease request in flight may yet make us leader: its callback finishes the stop. */
+        if (!e->lease_busy)
+                engine_finish_stop(e);
 }
 
 Engine *fl_engine_free(Engine *e) {

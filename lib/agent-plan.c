@@ -13,9 +13,9 @@
 #define REASON_ADOPT "unit found running with the expected contents"
 
 static const char *const task_type_table[_AGENT_TASK_MAX] = {
-        [AGENT_TASK_ADOPT] = "AdoptUnit",   [AGENT_TASK_UNLOAD] = "UnloadUnit",
-        [AGENT_TASK_LOAD] = "LoadUnit",     [AGENT_TASK_RELOAD] = "ReloadUnitFiles",
-        [AGENT_TASK_STOP] = "StopUnit",     [AGENT_TASK_START] = "StartUnit",
+        [AGENT_TASK_ADOPT] = "AdoptUnit", [AGENT_TASK_UNLOAD] = "UnloadUnit",
+        [AGENT_TASK_LOAD] = "LoadUnit",   [AGENT_TASK_RELOAD] = "ReloadUnitFiles",
+        [AGENT_TASK_STOP] = "StopUnit",   [AGENT_TASK_START] = "StartUnit",
 };
 
 const char *fl_agent_task_type_to_string(AgentTaskType t) {
@@ -93,19 +93,18 @@ int fl_agent_desired_state(const RegSnapshot *s, const RegMachine *self, AgentDe
 
                 why = name_refusal(u->name);
                 if (why) {
-                        d.skipped[d.n_skipped++] = (AgentSkipped) { u->name, why };
+                        d.skipped[d.n_skipped++] = (AgentSkipped){u->name, why};
                         continue;
                 }
                 for (size_t j = 0; j < d.n_units && !conflict; j++)
                         conflict = fl_unit_conflicts_with(u->name, u->file ? &u->req : NULL, d.units[j].name,
                                                           d.units[j].req);
                 if (conflict) {
-                        d.skipped[d.n_skipped++] = (AgentSkipped) {
-                                u->name, "conflicts with a unit already scheduled here"
-                        };
+                        d.skipped[d.n_skipped++] =
+                                (AgentSkipped){u->name, "conflicts with a unit already scheduled here"};
                         continue;
                 }
-                d.units[d.n_units++] = (AgentDesired) {
+                d.units[d.n_units++] = (AgentDesired){
                         .name = u->name,
                         .hash = u->hash,
                         .state = u->target_state,
@@ -114,7 +113,7 @@ int fl_agent_desired_state(const RegSnapshot *s, const RegMachine *self, AgentDe
                 };
         }
         *ret = d;
-        d = (AgentDesiredState) {};
+        d = (AgentDesiredState){};
         return 0;
 }
 
@@ -125,7 +124,8 @@ typedef struct TaskList {
         size_t n, allocated;
 } TaskList;
 
-static int task_add(TaskList *l, AgentTaskType type, const char *name, const AgentDesired *d, const char *reason) {
+static int task_add(TaskList *l, AgentTaskType type, const char *name, const AgentDesired *d,
+                    const char *reason) {
         if (l->n == l->allocated) {
                 size_t na = MAX(l->allocated * 2, (size_t) 16);
                 AgentTask *t = realloc(l->tasks, na * sizeof(AgentTask));
@@ -134,7 +134,7 @@ static int task_add(TaskList *l, AgentTaskType type, const char *name, const Age
                 l->tasks = t;
                 l->allocated = na;
         }
-        l->tasks[l->n++] = (AgentTask) {
+        l->tasks[l->n++] = (AgentTask){
                 .type = type,
                 .name = name,
                 .desired = d,
@@ -203,8 +203,8 @@ static int task_cmp(const void *a, const void *b) {
         return strcmp(x->name, y->name);
 }
 
-int fl_agent_plan(const AgentDesired *desired, size_t n_desired, const AgentCurrent *current, size_t n_current,
-                  AgentTask **ret, size_t *ret_n) {
+int fl_agent_plan(const AgentDesired *desired, size_t n_desired, const AgentCurrent *current,
+                  size_t n_current, AgentTask **ret, size_t *ret_n) {
         TaskList l = {};
         size_t i = 0, j = 0;
         bool files_changed = false;

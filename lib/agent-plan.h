@@ -30,10 +30,10 @@ const char *fl_agent_task_type_to_string(AgentTaskType t);
  * snapshot the list was computed from. */
 typedef struct AgentDesired {
         const char *name;
-        const char *hash;              /* 40 lowercase hex */
-        JobState state;                /* JOB_STATE_LOADED or JOB_STATE_LAUNCHED */
-        const UnitFile *file;          /* NULL: contents missing from the registry */
-        const UnitRequirements *req;   /* NULL when file is NULL */
+        const char *hash;            /* 40 lowercase hex */
+        JobState state;              /* JOB_STATE_LOADED or JOB_STATE_LAUNCHED */
+        const UnitFile *file;        /* NULL: contents missing from the registry */
+        const UnitRequirements *req; /* NULL when file is NULL */
 } AgentDesired;
 
 /* A unit the registry schedules here that the agent leaves alone, and why (static string). */
@@ -43,9 +43,9 @@ typedef struct AgentSkipped {
 } AgentSkipped;
 
 typedef struct AgentDesiredState {
-        AgentDesired *units;           /* sorted by name */
+        AgentDesired *units; /* sorted by name */
         size_t n_units;
-        AgentSkipped *skipped;         /* sorted by name */
+        AgentSkipped *skipped; /* sorted by name */
         size_t n_skipped;
 } AgentDesiredState;
 
@@ -60,19 +60,19 @@ void fl_agent_desired_state_done(AgentDesiredState *d);
 /* One unit the agent has on disk. */
 typedef struct AgentCurrent {
         const char *name;
-        const char *hash;              /* of the file on disk, "" when unknown (unreadable) */
-        JobState state;                /* JOB_STATE_LOADED/LAUNCHED when this agent made it so;
-                                        * JOB_STATE_INACTIVE for a file it found on disk */
-        bool adoptable;                /* found on disk at startup and not yet touched */
-        const char *active_state;      /* systemd's ActiveState, NULL when unknown */
+        const char *hash;         /* of the file on disk, "" when unknown (unreadable) */
+        JobState state;           /* JOB_STATE_LOADED/LAUNCHED when this agent made it so;
+                                   * JOB_STATE_INACTIVE for a file it found on disk */
+        bool adoptable;           /* found on disk at startup and not yet touched */
+        const char *active_state; /* systemd's ActiveState, NULL when unknown */
 } AgentCurrent;
 
 typedef struct AgentTask {
         AgentTaskType type;
-        const char *name;              /* borrowed from the desired or current entry */
-        const AgentDesired *desired;   /* ADOPT, LOAD, START: the desired entry; else NULL */
-        JobState adopt_state;          /* ADOPT: the state to record */
-        const char *reason;            /* static, fleet's wording */
+        const char *name;            /* borrowed from the desired or current entry */
+        const AgentDesired *desired; /* ADOPT, LOAD, START: the desired entry; else NULL */
+        JobState adopt_state;        /* ADOPT: the state to record */
+        const char *reason;          /* static, fleet's wording */
 } AgentTask;
 
 /* fleet's task computation (§6.4) plus adoption. current must be sorted by name. Tasks come
@@ -80,8 +80,8 @@ typedef struct AgentTask {
  * reload is present iff there is a load or an unload. A LOAD whose desired->file is NULL only
  * happens when the file on disk already has the desired hash (it is linked, not rewritten).
  * *ret is NULL when there is nothing to do. 0 or -ENOMEM. */
-int fl_agent_plan(const AgentDesired *desired, size_t n_desired, const AgentCurrent *current, size_t n_current,
-                  AgentTask **ret, size_t *ret_n);
+int fl_agent_plan(const AgentDesired *desired, size_t n_desired, const AgentCurrent *current,
+                  size_t n_current, AgentTask **ret, size_t *ret_n);
 
 /* ActiveState values that count as running for adoption: active, reloading, activating. */
 bool fl_agent_active_state_running(const char *active_state);

@@ -2,9 +2,9 @@
 /* api-client.c: blocking client of fleet's HTTP API (see api-client.h). Layers, bottom up:
  *   - a connection: unix socket, TCP, or a child process's stdio (tunnel), non-blocking fds
  *     driven by poll() against the request's deadline;
- *   - optional TLS (mbedtls) on top, its I/O going through the same deadline-bound calls;
- *   - HTTP/1.1 requests and response parsing (status, headers, Content-Length or chunked
- *     body, keep-alive), every size bounded;
+ *   - optional TLS on top (lib/tls.h), its I/O going through the same deadline-bound waits;
+ *   - HTTP/1.1 requests and responses through lib/http.h (the writer and the incremental
+ *     response parser the etcd client uses too), keep-alive, every size bounded;
  *   - fleet's resources: JSON decoding that checks every member's type.
  *
  * TLS differs from fleet on purpose: when a CA file is given the server's certificate is
@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <strings.h>
@@ -25,19 +26,11 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/error.h>
-#include <mbedtls/net_sockets.h>
-#include <mbedtls/pk.h>
-#include <mbedtls/ssl.h>
-#include <mbedtls/x509_crt.h>
-
 #include "api-client.h"
 #include "buf.h"
+#include "http.h"
 #include "strv.h"
-
-#define HEAD_MAX (64U * 1024U)
+#include "tls.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(cJSON *, cJSON_Delete);
 
@@ -49,24 +42,17 @@ struct ApiClient {
         char *host_header;        /* "domain-sock" for unix sockets, as fleet shows it */
         char *base_path;          /* "<endpoint path>/fleet/v1/" */
         char *url_base;           /* for messages: "http://domain-sock/fleet/v1/" */
-        uint64_t timeout_usec;
+        uint64_t timeout_usec, connect_timeout_usec;
         char **tunnel_argv;
 
         /* TLS material, loaded once. */
-        bool tls_ready;
-        bool verify;
-        mbedtls_entropy_context entropy;
-        mbedtls_ctr_drbg_context drbg;
-        mbedtls_ssl_config conf;
-        mbedtls_x509_crt ca, cert;
-        mbedtls_pk_context key;
+        TlsContext *tls;
         char *ca_file, *cert_file, *key_file;
 
         /* The connection. */
-        int fd_in, fd_out;        /* equal for sockets */
+        int fd;                   /* socket: unix, TCP, or our end of the tunnel's socketpair */
         pid_t child;
-        bool tls_on;
-        mbedtls_ssl_context ssl;
+        TlsConn *tconn;
         uint64_t deadline;        /* of the request in progress, 0: none */
         bool used;                /* a response was read on this connection */
         Buf rbuf;                 /* read but not consumed */
@@ -581,68 +567,6 @@ static int parse_endpoint(ApiClient *c, const char *ep, char **ret_error) {
         return c->url_base ? 0 : -ENOMEM;
 }
 
-/* ---- TLS material ---- */
-
-static char *tls_error_text(int err) {
-        char buf[256];
-
-        mbedtls_strerror(err, buf, sizeof(buf));
-        return strdup(buf);
-}
-
-static int tls_setup(ApiClient *c, char **ret_error) {
-        static const char pers[] = "fleetctl";
-        int r;
-
-        mbedtls_entropy_init(&c->entropy);
-        mbedtls_ctr_drbg_init(&c->drbg);
-        mbedtls_ssl_config_init(&c->conf);
-        mbedtls_x509_crt_init(&c->ca);
-        mbedtls_x509_crt_init(&c->cert);
-        mbedtls_pk_init(&c->key);
-        c->tls_ready = true;
-
-        r = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, (const unsigned char *) pers,
-                                  sizeof(pers) - 1);
-        if (r == 0)
-                r = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
-                                                MBEDTLS_SSL_PRESET_DEFAULT);
-        if (r != 0) {
-                *ret_error = tls_error_text(r);
-                return -EIO;
-        }
-        mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
-        if (c->ca_file) {
-                r = mbedtls_x509_crt_parse_file(&c->ca, c->ca_file);
-                if (r < 0) {
-                        _cleanup_free_ char *t = tls_error_text(r);
-                        *ret_error = errorf("unable to load CA file %s: %s", c->ca_file, strempty(t));
-                        return -EINVAL;
-                }
-                mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
-                mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-                c->verify = true;
-        } else
-                mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
-        if (c->cert_file || c->key_file) {
-                if (!c->cert_file || !c->key_file) {
-                        *ret_error = strdup("tls: both a certificate and a key file are needed");
-                        return -EINVAL;
-                }
-                r = mbedtls_x509_crt_parse_file(&c->cert, c->cert_file);
-                if (r == 0)
-                        r = mbedtls_pk_parse_keyfile(&c->key, c->key_file, NULL);
-                if (r == 0)
-                        r = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key);
-                if (r != 0) {
-                        _cleanup_free_ char *t = tls_error_text(r);
-                        *ret_error = errorf("tls: failed to load key pair: %s", strempty(t));
-                        return -EINVAL;
-                }
-        }
-        return 0;
-}
-
 /* ---- Connection ---- */
 
 static uint64_t now_usec(void) {
@@ -676,140 +600,79 @@ static int wait_fd(ApiClient *c, int fd, short events) {
         }
 }
 
-static ssize_t raw_read(ApiClient *c, void *buf, size_t n) {
-        for (;;) {
-                ssize_t k = read(c->fd_in, buf, n);
-                int r;
-
-                if (k >= 0)
-                        return k;
-                if (errno == EINTR)
-                        continue;
-                if (errno != EAGAIN)
-                        return -errno;
-                r = wait_fd(c, c->fd_in, POLLIN);
-                if (r < 0)
-                        return r;
-        }
-}
-
-static int raw_write(ApiClient *c, const void *buf, size_t n) {
-        const char *p = buf;
-
-        while (n > 0) {
-                ssize_t k = c->fd_in == c->fd_out ? send(c->fd_out, p, n, MSG_NOSIGNAL) : write(c->fd_out, p, n);
-                int r;
-
-                if (k >= 0) {
-                        p += k;
-                        n -= (size_t) k;
-                        continue;
-                }
-                if (errno == EINTR)
-                        continue;
-                if (errno != EAGAIN)
-                        return -errno;
-                r = wait_fd(c, c->fd_out, POLLOUT);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-/* mbedtls BIO: non-blocking, the waiting happens in tls_* below. */
-static int bio_send(void *userdata, const unsigned char *buf, size_t n) {
-        ApiClient *c = userdata;
-        ssize_t k = c->fd_in == c->fd_out ? send(c->fd_out, buf, n, MSG_NOSIGNAL) : write(c->fd_out, buf, n);
-
-        if (k >= 0)
-                return (int) k;
-        if (errno == EAGAIN || errno == EINTR)
-                return MBEDTLS_ERR_SSL_WANT_WRITE;
-        return MBEDTLS_ERR_NET_SEND_FAILED;
-}
-
-static int bio_recv(void *userdata, unsigned char *buf, size_t n) {
-        ApiClient *c = userdata;
-        ssize_t k = read(c->fd_in, buf, n);
-
-        if (k >= 0)
-                return (int) k;
-        if (errno == EAGAIN || errno == EINTR)
-                return MBEDTLS_ERR_SSL_WANT_READ;
-        return MBEDTLS_ERR_NET_RECV_FAILED;
-}
-
-/* Waits for what mbedtls asked for; r is its return value. */
-static int tls_wait(ApiClient *c, int r) {
-        if (r == MBEDTLS_ERR_SSL_WANT_READ)
-                return wait_fd(c, c->fd_in, POLLIN);
-        if (r == MBEDTLS_ERR_SSL_WANT_WRITE)
-                return wait_fd(c, c->fd_out, POLLOUT);
-        return -EPROTO;
-}
-
 static ssize_t conn_read(ApiClient *c, void *buf, size_t n) {
-        if (!c->tls_on)
-                return raw_read(c, buf, n);
         for (;;) {
-                int r = mbedtls_ssl_read(&c->ssl, buf, n);
+                ssize_t k;
+                int r;
 
-                if (r >= 0)
-                        return r;
-                if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
-                        return 0;
-                if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-                        int k = tls_wait(c, r);
-                        if (k < 0)
+                if (c->tconn) {
+                        k = fl_tls_conn_read(c->tconn, buf, n);
+                        if (k != -EAGAIN)
                                 return k;
-                        continue;
+                        r = wait_fd(c, c->fd, fl_tls_conn_want(c->tconn) == EPOLLOUT ? POLLOUT : POLLIN);
+                } else {
+                        k = read(c->fd, buf, n);
+                        if (k >= 0)
+                                return k;
+                        if (errno == EINTR)
+                                continue;
+                        if (errno != EAGAIN)
+                                return -errno;
+                        r = wait_fd(c, c->fd, POLLIN);
                 }
-                return -ECONNRESET;
+                if (r < 0)
+                        return r;
         }
 }
 
 static int conn_write(ApiClient *c, const void *buf, size_t n) {
-        const unsigned char *p = buf;
+        const char *p = buf;
 
-        if (!c->tls_on)
-                return raw_write(c, buf, n);
         while (n > 0) {
-                int r = mbedtls_ssl_write(&c->ssl, p, n);
+                ssize_t k;
+                int r;
 
-                if (r >= 0) {
-                        p += r;
-                        n -= (size_t) r;
-                        continue;
-                }
-                if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-                        int k = tls_wait(c, r);
+                if (c->tconn) {
+                        k = fl_tls_conn_write(c->tconn, p, n);
+                        if (k == -EAGAIN) {
+                                r = wait_fd(c, c->fd, fl_tls_conn_want(c->tconn) == EPOLLIN ? POLLIN : POLLOUT);
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
                         if (k < 0)
-                                return k;
-                        continue;
+                                return (int) k;
+                } else {
+                        k = send(c->fd, p, n, MSG_NOSIGNAL);
+                        if (k < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                if (errno != EAGAIN)
+                                        return -errno;
+                                r = wait_fd(c, c->fd, POLLOUT);
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
                 }
-                return -EPIPE;
+                p += k;
+                n -= (size_t) k;
         }
         return 0;
 }
 
 static void conn_close(ApiClient *c) {
-        if (c->tls_on) {
-                mbedtls_ssl_free(&c->ssl);
-                c->tls_on = false;
-        }
-        if (c->fd_out >= 0 && c->fd_out != c->fd_in)
-                safe_close(c->fd_out);
-        if (c->fd_in >= 0)
-                safe_close(c->fd_in);
-        c->fd_in = c->fd_out = -EBADF;
+        c->tconn = fl_tls_conn_free(c->tconn);
+        c->fd = safe_close(c->fd);
         if (c->child > 0) {
-                /* The tunnel's ssh ends when its stdin closes; do not wait for long. */
+                /* The tunnel's ssh ends when its stdio closes; do not wait for long. */
                 for (int i = 0; i < 50; i++) {
+                        struct timespec ts = { 0, 10 * 1000 * 1000 };
+
                         if (waitpid(c->child, NULL, WNOHANG) != 0)
                                 break;
                         if (i == 20)
                                 (void) kill(c->child, SIGTERM);
-                        struct timespec ts = { 0, 10 * 1000 * 1000 };
                         nanosleep(&ts, NULL);
                 }
                 (void) waitpid(c->child, NULL, WNOHANG);
@@ -863,7 +726,7 @@ static int dial_unix(ApiClient *c, char **ret_error) {
                 *ret_error = errorf("dial unix %s: connect: %s", c->unix_path, strempty(t));
                 return r;
         }
-        c->fd_in = c->fd_out = fd;
+        c->fd = fd;
         return 0;
 }
 
@@ -902,18 +765,19 @@ static int dial_tcp(ApiClient *c, char **ret_error) {
                 int one = 1;
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
-        c->fd_in = c->fd_out = fd;
+        c->fd = fd;
         return 0;
 }
 
-/* The tunnel: argv's stdin and stdout are our connection, its stderr is the user's. */
+/* The tunnel: the command's stdin and stdout are one end of a socketpair, so the connection
+ * is a socket like the others (one fd for TLS, MSG_NOSIGNAL); its stderr is the user's. */
 static int dial_command(ApiClient *c, char **ret_error) {
-        int to_child[2] = { -1, -1 }, from_child[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
+        int sv[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
         pid_t pid;
         int err = 0;
         ssize_t n;
 
-        if (pipe2(to_child, O_CLOEXEC) < 0 || pipe2(from_child, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) {
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) {
                 err = -errno;
                 goto fail;
         }
@@ -923,7 +787,7 @@ static int dial_command(ApiClient *c, char **ret_error) {
                 goto fail;
         }
         if (pid == 0) {
-                if (dup2(to_child[0], STDIN_FILENO) < 0 || dup2(from_child[1], STDOUT_FILENO) < 0)
+                if (dup2(sv[1], STDIN_FILENO) < 0 || dup2(sv[1], STDOUT_FILENO) < 0)
                         _exit(127);
                 (void) signal(SIGPIPE, SIG_DFL);
                 execvp(c->tunnel_argv[0], c->tunnel_argv);
@@ -931,119 +795,59 @@ static int dial_command(ApiClient *c, char **ret_error) {
                 (void) !write(err_pipe[1], &err, sizeof(err));
                 _exit(127);
         }
-        safe_close(to_child[0]);
-        safe_close(from_child[1]);
-        safe_close(err_pipe[1]);
+        sv[1] = safe_close(sv[1]);
+        err_pipe[1] = safe_close(err_pipe[1]);
         do
                 n = read(err_pipe[0], &err, sizeof(err));
         while (n < 0 && errno == EINTR);
-        safe_close(err_pipe[0]);
+        err_pipe[0] = safe_close(err_pipe[0]);
         if (n == sizeof(err)) {
-                safe_close(to_child[1]);
-                safe_close(from_child[0]);
+                safe_close(sv[0]);
                 (void) waitpid(pid, NULL, 0);
                 *ret_error = errorf("failed initializing SSH client: %s: %s", c->tunnel_argv[0], strerror(err));
                 return -err;
         }
         c->child = pid;
-        c->fd_out = to_child[1];
-        c->fd_in = from_child[0];
-        if (set_nonblock(c->fd_in) < 0 || set_nonblock(c->fd_out) < 0) {
+        c->fd = sv[0];
+        if (set_nonblock(c->fd) < 0) {
                 conn_close(c);
                 return -EIO;
         }
         return 0;
 fail:
         for (int i = 0; i < 2; i++) {
-                safe_close(to_child[i]);
-                safe_close(from_child[i]);
+                safe_close(sv[i]);
                 safe_close(err_pipe[i]);
         }
         *ret_error = errorf("failed initializing SSH client: %s", strerror(-err));
         return err;
 }
 
-/* Whether host is an IPv4/IPv6 literal; its bytes into ret (16) and their count. */
-static bool host_ip(const char *host, uint8_t *ret, size_t *ret_len) {
-        uint8_t a[16];
-
-        if (inet_pton(AF_INET, host, a) == 1) {
-                if (ret) {
-                        memcpy(ret, a, 4);
-                        *ret_len = 4;
-                }
-                return true;
-        }
-        if (inet_pton(AF_INET6, host, a) == 1) {
-                if (ret) {
-                        memcpy(ret, a, 16);
-                        *ret_len = 16;
-                }
-                return true;
-        }
-        return false;
-}
-
-static bool cert_has_ip(const mbedtls_x509_crt *crt, const char *host) {
-        uint8_t ip[16];
-        size_t n;
-
-        if (!crt || !host_ip(host, ip, &n))
-                return false;
-        for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s && s->buf.p; s = s->next)
-                if ((s->buf.tag & 0x1F) == MBEDTLS_X509_SAN_IP_ADDRESS && s->buf.len == n &&
-                    memcmp(s->buf.p, ip, n) == 0)
-                        return true;
-        return false;
-}
-
 static int tls_handshake(ApiClient *c, char **ret_error) {
         int r;
 
-        mbedtls_ssl_init(&c->ssl);
-        c->tls_on = true;
-        r = mbedtls_ssl_setup(&c->ssl, &c->conf);
-        /* mbedtls 2.28 matches only DNS names; an address is checked against the
-         * certificate's IP SANs after the handshake instead. */
-        if (r == 0 && c->host && !host_ip(c->host, NULL, NULL))
-                r = mbedtls_ssl_set_hostname(&c->ssl, c->host);
-        if (r != 0) {
-                *ret_error = tls_error_text(r);
-                return -EIO;
-        }
-        mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
+        r = fl_tls_conn_new(c->tls, c->fd, c->host, &c->tconn);
+        if (r < 0)
+                return r;
         for (;;) {
-                r = mbedtls_ssl_handshake(&c->ssl);
-                if (r == 0) {
-                        if (c->verify && c->host && host_ip(c->host, NULL, NULL) &&
-                            !cert_has_ip(mbedtls_ssl_get_peer_cert(&c->ssl), c->host)) {
-                                *ret_error = errorf("x509: certificate is not valid for IP %s", c->host);
-                                return -EPERM;
-                        }
+                r = fl_tls_conn_handshake(c->tconn);
+                if (r == 0)
                         return 0;
-                }
-                if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-                        int k = tls_wait(c, r);
-                        if (k < 0) {
-                                *ret_error = strdup(k == -ETIMEDOUT ? "net/http: TLS handshake timeout"
-                                                                    : "tls: handshake failed");
-                                return k;
+                if (r == -EAGAIN) {
+                        r = wait_fd(c, c->fd, fl_tls_conn_want(c->tconn) == EPOLLOUT ? POLLOUT : POLLIN);
+                        if (r == -ETIMEDOUT) {
+                                *ret_error = strdup("net/http: TLS handshake timeout");
+                                return r;
                         }
+                        if (r < 0)
+                                return r;
                         continue;
                 }
-                if (r == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-                        char info[512];
-                        uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
-                        mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
-                        info[strcspn(info, "\n")] = 0;
-                        *ret_error = errorf("x509: certificate verification failed: %s", info);
-                        return -EPERM;
-                }
-                {
-                        _cleanup_free_ char *t = tls_error_text(r);
-                        *ret_error = errorf("tls: handshake failed: %s", strempty(t));
-                }
-                return -ECONNRESET;
+                if (r == -EPERM)
+                        *ret_error = errorf("x509: %s", fl_tls_conn_error(c->tconn));
+                else
+                        *ret_error = errorf("remote error: tls: %s", fl_tls_conn_error(c->tconn));
+                return r;
         }
 }
 
@@ -1086,210 +890,63 @@ static ssize_t fill(ApiClient *c) {
         return n;
 }
 
-/* One line (without CRLF) from rbuf, reading as needed; at most max bytes. */
-static int read_line(ApiClient *c, size_t max, char **ret) {
-        for (;;) {
-                char *nl = c->rbuf.data ? memchr(c->rbuf.data, '\n', c->rbuf.len) : NULL;
-                ssize_t n;
-
-                if (nl) {
-                        size_t len = (size_t) (nl - c->rbuf.data);
-                        char *l = strndup(c->rbuf.data, len > 0 && nl[-1] == '\r' ? len - 1 : len);
-                        if (!l)
-                                return -ENOMEM;
-                        fl_buf_consume(&c->rbuf, len + 1);
-                        *ret = l;
-                        return 0;
-                }
-                if (c->rbuf.len > max)
-                        return -EMSGSIZE;
-                n = fill(c);
-                if (n < 0)
-                        return (int) n;
-                if (n == 0)
-                        return -ECONNRESET;
-        }
-}
-
-static int read_exact(ApiClient *c, size_t n, Buf *body) {
-        while (c->rbuf.len < n) {
-                ssize_t k = fill(c);
-                if (k < 0)
-                        return (int) k;
-                if (k == 0)
-                        return -ECONNRESET;
-        }
-        if (fl_buf_append(body, c->rbuf.data, n) < 0)
-                return -ENOMEM;
-        fl_buf_consume(&c->rbuf, n);
-        return 0;
-}
-
-typedef struct Response {
-        int status;
-        Buf body;
-        bool close;
-} Response;
-
-static int parse_uint(const char *s, int base, uint64_t *ret) {
-        char *e;
-        unsigned long long v;
-
-        while (*s == ' ' || *s == '\t')
-                s++;
-        if (!*s || *s == '-' || *s == '+')
-                return -EBADMSG;
-        errno = 0;
-        v = strtoull(s, &e, base);
-        while (*e == ' ' || *e == '\t')
-                e++;
-        if (errno != 0 || (*e && !(base == 16 && *e == ';')))
-                return -EBADMSG;
-        *ret = v;
-        return 0;
-}
-
-static int read_response(ApiClient *c, bool head, Response *resp) {
-        _cleanup_free_ char *status_line = NULL;
-        uint64_t length = 0;
-        bool have_length = false, chunked = false, http10;
-        size_t head_bytes = 0;
+/* Reads one response with lib/http.h's parser. -ECONNRESET when the connection ended before
+ * the first byte (a kept-alive connection the server had closed). */
+static int read_response(ApiClient *c, bool head, HttpResponse **ret) {
+        HttpResponseParser p;
         int r;
 
-        r = read_line(c, HEAD_MAX, &status_line);
-        if (r < 0)
-                return r;
-        /* "HTTP/1.1 200 OK" */
-        if (!startswith(status_line, "HTTP/1.") || strlen(status_line) < 12 || status_line[8] != ' ' ||
-            !(status_line[9] >= '1' && status_line[9] <= '5'))
-                return -EBADMSG;
-        for (int i = 9; i < 12; i++)
-                if (status_line[i] < '0' || status_line[i] > '9')
-                        return -EBADMSG;
-        resp->status = (status_line[9] - '0') * 100 + (status_line[10] - '0') * 10 + (status_line[11] - '0');
-        http10 = status_line[7] == '0';
-        resp->close = http10;
-
+        fl_http_response_parser_init(&p, 0, FL_API_MAX_BODY, head);
         for (;;) {
-                _cleanup_free_ char *line = NULL;
-                char *colon, *v;
+                if (c->rbuf.len > 0) {
+                        size_t consumed = 0;
 
-                r = read_line(c, HEAD_MAX, &line);
-                if (r < 0)
-                        return r;
-                head_bytes += strlen(line) + 2;
-                if (head_bytes > HEAD_MAX)
-                        return -EMSGSIZE;
-                if (!*line)
+                        r = fl_http_response_parser_feed(&p, c->rbuf.data, c->rbuf.len, &consumed);
+                        if (r < 0)
+                                break;
+                        fl_buf_consume(&c->rbuf, r > 0 ? consumed : c->rbuf.len);
+                        if (r > 0) {
+                                *ret = fl_http_response_parser_take(&p);
+                                r = *ret ? 0 : -ENOMEM;
+                                break;
+                        }
+                }
+                ssize_t n = fill(c);
+                if (n < 0) {
+                        r = (int) n;
                         break;
-                colon = strchr(line, ':');
-                if (!colon)
-                        return -EBADMSG;
-                *colon = 0;
-                v = colon + 1;
-                while (*v == ' ' || *v == '\t')
-                        v++;
-                if (strcasecmp(line, "Content-Length") == 0) {
-                        uint64_t l;
-                        if (parse_uint(v, 10, &l) < 0 || (have_length && l != length))
-                                return -EBADMSG;
-                        length = l;
-                        have_length = true;
-                } else if (strcasecmp(line, "Transfer-Encoding") == 0) {
-                        if (strcasecmp(v, "chunked") != 0)
-                                return -EBADMSG;
-                        chunked = true;
-                } else if (strcasecmp(line, "Connection") == 0) {
-                        if (strcasecmp(v, "close") == 0)
-                                resp->close = true;
-                        else if (strcasecmp(v, "keep-alive") == 0 && http10)
-                                resp->close = false;
+                }
+                if (n == 0) {
+                        if (!fl_http_response_parser_started(&p)) {
+                                r = -ECONNRESET;
+                                break;
+                        }
+                        r = fl_http_response_parser_eof(&p);
+                        if (r > 0) {
+                                *ret = fl_http_response_parser_take(&p);
+                                r = *ret ? 0 : -ENOMEM;
+                        } else if (r == 0)
+                                r = -EBADMSG;
+                        break;
                 }
         }
-        if (resp->status < 200 && resp->status != 101) {
-                /* 100 Continue and friends: the real response follows. */
-                return read_response(c, head, resp);
-        }
-        if (head || resp->status == 204 || resp->status == 304)
-                return fl_buf_puts(&resp->body, "");
-
-        if (chunked) {
-                for (;;) {
-                        _cleanup_free_ char *line = NULL;
-                        uint64_t n;
-
-                        r = read_line(c, 1024, &line);
-                        if (r < 0)
-                                return r;
-                        if (parse_uint(line, 16, &n) < 0)
-                                return -EBADMSG;
-                        if (n == 0)
-                                break;
-                        if (n > FL_API_MAX_BODY || resp->body.len + n > FL_API_MAX_BODY)
-                                return -EMSGSIZE;
-                        r = read_exact(c, (size_t) n, &resp->body);
-                        if (r < 0)
-                                return r;
-                        line = mfree(line);
-                        r = read_line(c, 2, &line);
-                        if (r < 0)
-                                return r;
-                        if (*line)
-                                return -EBADMSG;
-                }
-                /* Trailers, up to the empty line. */
-                for (size_t t = 0;; t++) {
-                        _cleanup_free_ char *line = NULL;
-                        r = read_line(c, HEAD_MAX, &line);
-                        if (r < 0)
-                                return r;
-                        if (!*line)
-                                break;
-                        if (t > 100)
-                                return -EMSGSIZE;
-                }
-        } else if (have_length) {
-                if (length > FL_API_MAX_BODY)
-                        return -EMSGSIZE;
-                r = read_exact(c, (size_t) length, &resp->body);
-                if (r < 0)
-                        return r;
-        } else {
-                /* Delimited by the end of the connection. */
-                resp->close = true;
-                for (;;) {
-                        ssize_t k;
-                        if (fl_buf_append(&resp->body, c->rbuf.data, c->rbuf.len) < 0)
-                                return -ENOMEM;
-                        fl_buf_reset(&c->rbuf);
-                        if (resp->body.len > FL_API_MAX_BODY)
-                                return -EMSGSIZE;
-                        k = fill(c);
-                        if (k < 0)
-                                return (int) k;
-                        if (k == 0)
-                                break;
-                }
-        }
-        return fl_buf_puts(&resp->body, "");
+        fl_http_response_parser_done(&p);
+        return r;
 }
 
 static int send_request(ApiClient *c, const char *method, const char *target, const char *body) {
+        _cleanup_free_ char *ua = NULL;
         Buf b = BUF_INIT;
+        char *extra[3] = {};
         int r;
 
-        r = fl_buf_printf(&b,
-                          "%s %s HTTP/1.1\r\n"
-                          "Host: %s\r\n"
-                          "User-Agent: fleetctl/%s\r\n"
-                          "Accept: application/json\r\n",
-                          method, target, c->host_header, FLEET_VERSION);
-        if (r >= 0 && body)
-                r = fl_buf_printf(&b, "Content-Type: application/json\r\nContent-Length: %zu\r\n", strlen(body));
-        if (r >= 0)
-                r = fl_buf_puts(&b, "\r\n");
-        if (r >= 0 && body)
-                r = fl_buf_puts(&b, body);
+        ua = strdup("User-Agent: fleetctl/" FLEET_VERSION);
+        if (!ua)
+                return -ENOMEM;
+        extra[0] = ua;
+        extra[1] = (char *) "Accept: application/json";
+        r = fl_http_client_write_request(&b, method, target, c->host_header, extra, body ? "application/json" : NULL,
+                                         body, body ? strlen(body) : 0);
         if (r >= 0)
                 r = conn_write(c, b.data, b.len);
         fl_buf_done(&b);
@@ -1315,11 +972,13 @@ int fl_api_client_request(ApiClient *c, const char *method, const char *path, co
         /* A kept-alive connection may have been closed by the server meanwhile; then the
          * request is sent once more on a new connection (all our requests are idempotent). */
         for (int attempt = 0; attempt < 2; attempt++) {
-                Response resp = {};
-                bool reused = c->fd_in >= 0 && c->used;
+                _cleanup_(fl_http_response_freep) HttpResponse *resp = NULL;
+                bool reused = c->fd >= 0 && c->used;
                 _cleanup_free_ char *cerr = NULL;
 
-                if (c->fd_in < 0) {
+                if (c->fd < 0) {
+                        if (c->deadline > 0)
+                                c->deadline += c->connect_timeout_usec;
                         r = conn_open(c, &cerr);
                         if (r < 0) {
                                 *ret_error = errorf("%s: %s", url, cerr ?: strerror(-r));
@@ -1331,7 +990,6 @@ int fl_api_client_request(ApiClient *c, const char *method, const char *path, co
                 if (r >= 0)
                         r = read_response(c, streq(method, "HEAD"), &resp);
                 if (r < 0) {
-                        fl_buf_done(&resp.body);
                         conn_close(c);
                         if (reused && (r == -ECONNRESET || r == -EPIPE))
                                 continue;
@@ -1347,13 +1005,15 @@ int fl_api_client_request(ApiClient *c, const char *method, const char *path, co
                         return r;
                 }
                 c->used = true;
-                if (resp.close)
+                if (!resp->keep_alive)
                         conn_close(c);
                 c->deadline = 0;
-                *ret_status = resp.status;
+                *ret_status = resp->status;
+                if (fl_buf_puts(&resp->body, "") < 0)
+                        return -ENOMEM;
                 if (ret_len)
-                        *ret_len = resp.body.len;
-                *ret_body = fl_buf_steal(&resp.body);
+                        *ret_len = resp->body.len;
+                *ret_body = fl_buf_steal(&resp->body);
                 return *ret_body ? 0 : -ENOMEM;
         }
         return r;
@@ -1558,8 +1218,9 @@ int fl_api_client_new(const ApiClientConfig *cfg, ApiClient **ret, char **ret_er
         c = new0(ApiClient, 1);
         if (!c)
                 return -ENOMEM;
-        c->fd_in = c->fd_out = -EBADF;
+        c->fd = -EBADF;
         c->timeout_usec = cfg->timeout_usec;
+        c->connect_timeout_usec = cfg->connect_timeout_usec;
         r = parse_endpoint(c, cfg->endpoint, ret_error);
         if (r < 0)
                 return r;
@@ -1573,7 +1234,9 @@ int fl_api_client_new(const ApiClientConfig *cfg, ApiClient **ret, char **ret_er
             (cfg->key_file && !(c->key_file = strdup(cfg->key_file))))
                 return -ENOMEM;
         if (c->https) {
-                r = tls_setup(c, ret_error);
+                /* Verify the server when a CA is given (fleet never did without a client
+                 * certificate); without one, no verification, as in fleet. */
+                r = fl_tls_context_new(c->ca_file, c->cert_file, c->key_file, !c->ca_file, &c->tls, ret_error);
                 if (r < 0)
                         return r;
         }
@@ -1585,14 +1248,7 @@ ApiClient *fl_api_client_free(ApiClient *c) {
         if (!c)
                 return NULL;
         conn_close(c);
-        if (c->tls_ready) {
-                mbedtls_ssl_config_free(&c->conf);
-                mbedtls_x509_crt_free(&c->ca);
-                mbedtls_x509_crt_free(&c->cert);
-                mbedtls_pk_free(&c->key);
-                mbedtls_ctr_drbg_free(&c->drbg);
-                mbedtls_entropy_free(&c->entropy);
-        }
+        fl_tls_context_free(c->tls);
         fl_buf_done(&c->rbuf);
         free(c->unix_path);
         free(c->host);

@@ -79,6 +79,8 @@ typedef struct ApiClientConfig {
         const char *endpoint;          /* unix:///path, file:///path, http://h:p, https://h:p */
         const char *ca_file, *cert_file, *key_file;
         uint64_t timeout_usec;         /* per request, 0: none */
+        uint64_t connect_timeout_usec; /* added when the request has to open a connection
+                                        * (an SSH tunnel's handshake) */
         /* When set, connections are the stdio of this command (tunnel) instead of a dial; the
          * endpoint still decides http vs https and the Host header. */
         char **tunnel_argv;

@@ -2,12 +2,41 @@
 /* etcd.h: etcd v2 client (HTTP/1.1 keep-alive, TLS via mbedtls, several endpoints with
  * failover). Blocking wrapper for fleetctl, non-blocking calls on sd-event for the daemons.
  *
- * Errors: 0 on 2xx. etcd errors: 100 key not found -ENOENT, 101 compare failed -ESTALE,
- * 102 not a file -EISDIR, 104 not a dir -ENOTDIR, 105 node exists -EEXIST,
- * 108 dir not empty -ENOTEMPTY, 401 event index cleared -ERANGE, 300/301 raft -EAGAIN,
- * others -EPROTO. No endpoint reachable -ECONNREFUSED, timeout -ETIMEDOUT, malformed reply
- * -EBADMSG, TLS verification failure -EPERM. On etcd errors the response is still returned
- * so callers can read error_code / error_index / etcd_index. */
+ * Return values (the response, when there is one, is handed out with every etcd error, so
+ * callers can read error_code / error_index / etcd_index):
+ *
+ *   0              2xx
+ *   -ENOENT        etcd 100 key not found
+ *   -ESTALE        etcd 101 compare failed (prevValue / prevIndex)
+ *   -EISDIR        etcd 102 not a file
+ *   -ENOTDIR       etcd 104 not a directory
+ *   -EEXIST        etcd 105 node exists (prevExist=false)
+ *   -EROFS         etcd 107 root is read only
+ *   -ENOTEMPTY     etcd 108 directory not empty
+ *   -EACCES        etcd 110, HTTP 401/403 without errorCode (auth), or the TLS server refused
+ *                  our client certificate (or its absence)
+ *   -EINVAL        etcd 200..299 (malformed request), or a bad EtcdRequest/EtcdConfig
+ *   -EAGAIN        etcd 300/301 (raft, leader election), 400 (watcher cleared), any 5xx once
+ *                  every endpoint was tried, and a watch ended by an empty 200 (watch again)
+ *   -ERANGE        etcd 401 event index cleared: re-GET, then watch from etcd_index + 1
+ *   -EPROTO        any other etcd error or non-2xx reply
+ *   -ECONNREFUSED  no endpoint accepted a connection; -EHOSTUNREACH/-ENETUNREACH likewise,
+ *                  -ECONNRESET when they closed or broke the connection (or spoke no TLS)
+ *   -ETIMEDOUT     no answer within the timeout (per endpoint attempt)
+ *   -EBADMSG       a malformed reply (HTTP or JSON); -EMSGSIZE when over the size limits
+ *   -EPERM         the server certificate does not verify (CA, validity, host name or IP)
+ *   -ENOMEM
+ * With several endpoints the error of the last one tried is returned.
+ *
+ * Failover: connect failures, timeouts, broken connections, malformed replies and 5xx move on
+ * to the next endpoint (starting from the one that answered last); each endpoint gets the full
+ * timeout. Creates (CREATE_INORDER, SET with ETCD_PREV_NOT_EXIST) fail over only while nothing
+ * was sent: once the request went out, the member may have applied it, so its error is final
+ * (as etcd's Go client does with "one-shot" requests). An idle keep-alive connection the server
+ * closed is replaced transparently. Watches: the connect phase and the response head (etcd
+ * sends it at once) are bounded by the client's request timeout; then only the watch's own
+ * timeout_usec (0: none) counts, and a watch that runs out of it ends with -ETIMEDOUT without
+ * failover. */
 #pragma once
 
 #include <stdint.h>
@@ -58,8 +87,9 @@ typedef struct EtcdConfig {
         char **endpoints;                 /* "http://127.0.0.1:2379", "https://..." */
         const char *ca_file, *cert_file, *key_file;
         const char *username, *password;  /* basic auth when username != NULL */
-        uint64_t request_timeout_usec;
-        bool insecure_skip_verify;
+        uint64_t request_timeout_usec;    /* per endpoint attempt; 0: 1 s */
+        bool insecure_skip_verify;        /* no certificate checks at all: only if asked for */
+        size_t max_body_bytes;            /* largest reply body; 0: 64 MiB */
 } EtcdConfig;
 
 typedef struct EtcdClient EtcdClient;
@@ -72,6 +102,9 @@ EtcdClient *fl_etcd_client_free(EtcdClient *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EtcdClient *, fl_etcd_client_free);
 EtcdResponse *fl_etcd_response_free(EtcdResponse *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EtcdResponse *, fl_etcd_response_free);
+/* Moves the contents of r (e.g. the borrowed response of a callback) into a new response owned
+ * by the caller; r is left empty. NULL on OOM (r untouched). */
+EtcdResponse *fl_etcd_response_steal(EtcdResponse *r);
 
 /* Blocking: runs a private sd_event until done or timed out. *ret (may be NULL) is set on
  * success and on etcd errors. */
@@ -84,6 +117,13 @@ int fl_etcd_call_async(EtcdClient *c, const EtcdRequest *req, EtcdCallback cb, v
                        EtcdCall **ret_call);
 EtcdCall *fl_etcd_call_cancel(EtcdCall *call);
 
+/* Highest X-Etcd-Index seen in any reply. */
 uint64_t fl_etcd_client_last_index(EtcdClient *c);
 void fl_etcd_client_stats(EtcdClient *c, uint64_t *ret_requests, uint64_t *ret_bytes_in,
                           uint64_t *ret_bytes_out);
+
+/* Exposed for tests and callers that map codes themselves. */
+int fl_etcd_error_to_errno(int error_code);
+typedef struct HttpResponse HttpResponse;
+/* Decodes a reply: returns what a call returns; *ret is set for every well-formed reply. */
+int fl_etcd_response_decode(const HttpResponse *h, bool watch, EtcdResponse **ret);

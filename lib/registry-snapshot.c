@@ -204,6 +204,7 @@ oom:
 typedef struct Builder {
         const RegTree *tree;
         RegCache *cache;
+        bool node_cache;    /* decoded values may be kept on the tree's nodes */
         RegSnapshot *s;
         size_t units_alloc, states_alloc, machines_alloc;
         int error; /* -ENOMEM only */
@@ -359,7 +360,7 @@ static int flush_unit(Builder *b) {
                 return -ENOMEM;
         if (!b->object)
                 return 0;   /* no job object: no unit */
-        r = decode_job(b->cache, b->object, hash);
+        r = decode_job(b->node_cache, b->object, hash);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
@@ -407,7 +408,7 @@ static int flush_machine(Builder *b) {
         if (!b->machine_id)
                 return 0;
         b->machine_id = NULL;
-        r = b->machine_object ? decode_machine(b->cache, b->machine_object, &m) : -EBADMSG;
+        r = b->machine_object ? decode_machine(b->node_cache, b->machine_object, &m) : -EBADMSG;
         if (r < 0) {
                 b->n_metadata = 0;
                 return r == -ENOMEM ? r : 0;
@@ -516,7 +517,7 @@ static int build_one(RegNode *n, void *userdata) {
                 l = path_elem(rest, &field);
                 if (l == 0 || !*field || strchr(field, '/'))
                         return 0;
-                r = decode_state(b->cache, n, &st);
+                r = decode_state(b->node_cache, n, &st);
                 if (r < 0)
                         return r == -ENOMEM ? r : 0;
                 st.name = strndup(rest, l);
@@ -572,7 +573,8 @@ static int machine_cmp(const void *a, const void *b) {
 
 int fl_reg_snapshot_build(const RegTree *t, RegCache *cache, uint64_t index, RegSnapshot **ret) {
         _cleanup_(fl_reg_snapshot_freep) RegSnapshot *s = NULL;
-        Builder b = { .tree = t, .cache = cache };
+        /* Only a tree that frees them can hold decoded values (the mirror's). */
+        Builder b = { .tree = t, .cache = cache, .node_cache = t->free_data == fl_reg_decoded_free };
         int r;
 
         s = new0(RegSnapshot, 1);

@@ -43,6 +43,8 @@
 #define FL_SCHED_DISPLACED "replaced by "
 /* Plenty: the second round picks up followers, a third is rare. */
 #define SCHED_MAX_ROUNDS 4
+/* fleet's log wording for a unit leaving its machine: "... unit: <why>". */
+#define SCHED_UNABLE "target Machine(%s) unable to run unit: "
 /* Longest list of unit names in a reason. */
 #define SCHED_MAX_NAMES 5
 
@@ -138,7 +140,8 @@ static void plan_done(Plan *p) {
 
 /* Index of name in a strcmp-sorted array of n elements of size sz whose first member is the
  * name, or -1. (Snapshot units and machines both start with their key.) */
-_Static_assert(offsetof(RegUnit, name) == 0 && offsetof(RegMachine, id) == 0, "find_sorted() needs the key first");
+_Static_assert(offsetof(RegUnit, name) == 0 && offsetof(RegMachine, id) == 0,
+               "find_sorted() needs the key first");
 static ssize_t find_sorted(const void *base, size_t n, size_t sz, const char *name) {
         size_t lo = 0, hi = n;
 
@@ -350,8 +353,11 @@ static int plan_assign(Plan *p, size_t ui, int mi) {
 
         if (pu->cur == mi)
                 return 0;
-        if (mi >= 0 && grow(&p->machines[mi].jobs, &p->machines[mi].cap_jobs, p->machines[mi].n_jobs + 1) < 0)
-                return -ENOMEM;
+        if (mi >= 0) {
+                PMachine *m = &p->machines[mi];
+                if (grow(&m->jobs, &m->cap_jobs, m->n_jobs + 1) < 0)
+                        return -ENOMEM;
+        }
         if (pu->cur >= 0) {
                 PMachine *m = &p->machines[pu->cur];
                 size_t k = 0;
@@ -491,23 +497,20 @@ static int plan_unschedule(Plan *p, size_t ui, Fit fit, const char *name) {
 
         switch (fit) {
         case FIT_MACHINE_ID:
-                r = set_why(pu, "target Machine(%s) unable to run unit: agent ID \"%s\" does not match required \"%s\"",
-                            mid, mid, strempty(req_id));
+                r = set_why(pu, SCHED_UNABLE "agent ID \"%s\" does not match required \"%s\"", mid, mid,
+                            strempty(req_id));
                 break;
         case FIT_METADATA:
-                r = set_why(pu, "target Machine(%s) unable to run unit: local Machine metadata insufficient", mid);
+                r = set_why(pu, SCHED_UNABLE "local Machine metadata insufficient", mid);
                 break;
         case FIT_PEER:
-                r = set_why(pu, "target Machine(%s) unable to run unit: required peer Unit(%s) is not scheduled locally",
-                            mid, name);
+                r = set_why(pu, SCHED_UNABLE "required peer Unit(%s) is not scheduled locally", mid, name);
                 break;
         case FIT_CONFLICT:
-                r = set_why(pu, "target Machine(%s) unable to run unit: found conflict with locally-scheduled Unit(%s)",
-                            mid, name);
+                r = set_why(pu, SCHED_UNABLE "found conflict with locally-scheduled Unit(%s)", mid, name);
                 break;
         case FIT_REPLACED:
-                r = set_why(pu, "target Machine(%s) unable to run unit: replaced by locally-scheduled Unit(%s)", mid,
-                            name);
+                r = set_why(pu, SCHED_UNABLE "replaced by locally-scheduled Unit(%s)", mid, name);
                 pu->displaced_from = pu->cur;
                 pu->displaced_by = name;
                 break;
@@ -558,8 +561,9 @@ static int plan_place(Plan *p, size_t ui) {
                 if (fit == FIT_DISPLACE)
                         for (size_t v = 0; v < m->n_view; v++) {
                                 size_t e = m->view[v];
-                                if (e != ui && p->units[e].job && fl_unit_replaces(pu->req, p->units[e].u->name) &&
-                                    !fl_unit_replaces(p->units[e].req, pu->u->name))
+                                const PUnit *pe = &p->units[e];
+                                if (e != ui && pe->job && fl_unit_replaces(pu->req, pe->u->name) &&
+                                    !fl_unit_replaces(pe->req, pu->u->name))
                                         p->queue[p->n_queue++] = e;
                         }
 
@@ -568,8 +572,7 @@ static int plan_place(Plan *p, size_t ui) {
                         return r;
                 for (size_t q = first; q < p->n_queue; q++) {
                         PUnit *pe = &p->units[p->queue[q]];
-                        if (set_why(pe, "target Machine(%s) unable to run unit: replaced by Unit(%s)", m->m->id,
-                                    pu->u->name) < 0)
+                        if (set_why(pe, SCHED_UNABLE "replaced by Unit(%s)", m->m->id, pu->u->name) < 0)
                                 return -ENOMEM;
                         pe->displaced_from = (int) mi;
                         pe->displaced_by = pu->u->name;
@@ -703,6 +706,14 @@ static int put_metadata_terms(Buf *b, const UnitRequirements *req, size_t from, 
         return r;
 }
 
+/* End of the group of requirements on the key of requirement from. */
+static size_t key_group_end(const UnitRequirements *req, size_t from) {
+        size_t to = from + 1;
+        while (to < req->n_metadata && streq(req->metadata[to].key, req->metadata[from].key))
+                to++;
+        return to;
+}
+
 /* The metadata message over the machines with candidate[i]: "no machine has K" for the keys
  * no candidate satisfies on its own, else for all keys (each key is met somewhere, but no
  * machine meets them all). */
@@ -715,8 +726,7 @@ static int put_metadata_reason(Buf *b, const Plan *p, const UnitRequirements *re
                 return -ENOMEM;
         /* Requirements are grouped by key (unit-options.h). */
         for (size_t from = 0, to; from < req->n_metadata; from = to) {
-                for (to = from + 1; to < req->n_metadata && streq(req->metadata[to].key, req->metadata[from].key);)
-                        to++;
+                to = key_group_end(req, from);
                 UnitRequirements sub = { .metadata = req->metadata + from, .n_metadata = to - from };
                 bool met = false;
                 for (size_t mi = 0; !met && mi < p->n_machines; mi++)
@@ -727,8 +737,7 @@ static int put_metadata_reason(Buf *b, const Plan *p, const UnitRequirements *re
 
         r = fl_buf_puts(b, "no machine has ");
         for (size_t from = 0, to; r >= 0 && from < req->n_metadata; from = to) {
-                for (to = from + 1; to < req->n_metadata && streq(req->metadata[to].key, req->metadata[from].key);)
-                        to++;
+                to = key_group_end(req, from);
                 if (any_unmet && !unmet[from])
                         continue;
                 if (!first)
@@ -784,7 +793,10 @@ static int collect_blockers(const Plan *p, size_t ui, size_t mi, Fit fit, char *
                 case FIT_BLOCKED:
                         a = fl_unit_replaces(pu->req, pe->u->name);
                         b = fl_unit_replaces(pe->req, pu->u->name);
-                        hit = fit == FIT_REPLACED ? b && !a : a && !b && pe->job && !plan_can_displace(p, ui, e);
+                        if (fit == FIT_REPLACED)
+                                hit = b && !a;
+                        else
+                                hit = a && !b && pe->job && !plan_can_displace(p, ui, e);
                         break;
                 default:
                         break;
@@ -848,8 +860,8 @@ static int plan_explain(Plan *p, size_t ui, int exclude, Buf *b) {
                         if (on < 0)
                                 return fl_buf_printf(b, "required peer '%s' is not scheduled", *peer);
                         if (where >= 0 && on != where)
-                                return fl_buf_printf(b, "required peers '%s' and '%s' are on different machines",
-                                                     first_peer, *peer);
+                                return fl_buf_printf(b, "required peers '%s' and '%s' are on different "
+                                                     "machines", first_peer, *peer);
                         where = on;
                         if (!first_peer)
                                 first_peer = *peer;
@@ -858,11 +870,11 @@ static int plan_explain(Plan *p, size_t ui, int exclude, Buf *b) {
                         return fl_buf_puts(b, "required peers are not scheduled");
                 const char *mid = p->machines[where].m->id;
                 if (where != exclude && fits[where] == FIT_MACHINE_ID)
-                        return fl_buf_printf(b, "required peer '%s' is on Machine(%s), which does not match MachineID '%s'",
-                                             first_peer, mid, req->machine_id);
+                        return fl_buf_printf(b, "required peer '%s' is on Machine(%s), which does not match "
+                                             "MachineID '%s'", first_peer, mid, req->machine_id);
                 if (where != exclude && fits[where] == FIT_METADATA) {
-                        r = fl_buf_printf(b, "required peer '%s' is on Machine(%s), which does not have ", first_peer,
-                                          mid);
+                        r = fl_buf_printf(b, "required peer '%s' is on Machine(%s), which does not have ",
+                                          first_peer, mid);
                         return r < 0 ? r : put_metadata_terms(b, req, 0, req->n_metadata);
                 }
                 return fl_buf_printf(b, "required peer '%s' is on Machine(%s)", first_peer, mid);
@@ -901,7 +913,8 @@ static int plan_explain(Plan *p, size_t ui, int exclude, Buf *b) {
                 if (r < 0)
                         return r;
                 if (n_cand == n_considered)
-                        return fl_buf_puts(b, exclude >= 0 ? " on every other machine" : " on every machine");
+                        return fl_buf_puts(b, exclude >= 0 ? " on every other machine"
+                                                           : " on every machine");
                 return fl_buf_puts(b, " on every machine that meets its other requirements");
         }
         }
@@ -975,8 +988,8 @@ out:
 
 /* ---- Actions ---- */
 
-static int push_action(SchedAction **a, size_t *n, SchedActionType type, const char *unit, const char *machine_id,
-                       const char *reason) {
+static int push_action(SchedAction **a, size_t *n, SchedActionType type, const char *unit,
+                       const char *machine_id, const char *reason) {
         SchedAction *c = realloc(*a, (*n + 1) * sizeof(SchedAction));
         if (!c)
                 return -ENOMEM;

@@ -4,15 +4,21 @@
  *
  * One plan = fleet's reconcile pass, deterministic (units and machines in name order):
  *   pass 1  every scheduled job stays unless its target state is inactive, its machine went
- *           away, it no longer satisfies its constraints there, or a unit there replaces it;
+ *           away, it no longer satisfies its constraints there (MachineID, MachineMetadata,
+ *           MachineOf, Conflicts, as the agent sees that machine), or a unit there replaces it;
  *   pass 2  every unscheduled, non-inactive, non-global job goes to the least-loaded machine
  *           able to run it (ties: lowest machine ID); a placement that replaces units moves
  *           them away within the same plan; MachineOf followers are retried once their peer
- *           is placed, so a plan settles what fleet needed several passes for.
+ *           is placed, so a plan settles what fleet needed several passes for;
+ *   reasons every non-inactive unit that ends up unplaced gets a precise reason (for
+ *           job/<name>/unschedulable, our extension), e.g. "no machine has region=eu",
+ *           "conflicts with 'web@1.service' on every machine"; placed and inactive units none.
+ * Nothing that can stay where it is moves (no reschedule storms). lib/scheduler.c lists where
+ * and why this differs from fleet v1.0.0.
  * Actions are net changes against the snapshot, ordered: all UNSCHEDULEs, then all SCHEDULEs,
- * then SET_REASONs (each group by unit name). Applying every UNSCHEDULE before any SCHEDULE is
- * safe: at most one of each per unit. A snapshot that needs nothing yields no action, so an
- * idle cluster costs the engine no writes. */
+ * then SET_REASONs (each group by unit name), SET_REASON only where the reason differs from the
+ * snapshot's. Applying every UNSCHEDULE before any SCHEDULE is safe: at most one of each per
+ * unit. A snapshot that needs nothing yields no action, so an idle cluster costs no writes. */
 #pragma once
 
 #include "macro.h"
@@ -29,14 +35,14 @@ typedef struct SchedAction {
         SchedActionType type;
         char *unit;
         char *machine_id;   /* UNSCHEDULE: the machine it leaves; SCHEDULE: where it goes */
-        char *reason;       /* SET_REASON: the new value, NULL clears it;
-                             * UNSCHEDULE/SCHEDULE: why, for the log (never NULL) */
+        char *reason;       /* SET_REASON: the new value, NULL clears it; UNSCHEDULE: why, for the
+                             * log, fleet's wording (never NULL); SCHEDULE: NULL */
 } SchedAction;
 
 const char *fl_sched_action_type_to_string(SchedActionType t);   /* "unschedule", ... */
 
 /* One reconcile pass over s. *ret is an array of *ret_n actions (NULL when none), free with
- * fl_sched_actions_free(). 0 or -ENOMEM. */
+ * fl_sched_actions_free(). 0, -EINVAL or -ENOMEM. */
 int fl_scheduler_plan(const RegSnapshot *s, SchedAction **ret, size_t *ret_n);
 SchedAction *fl_sched_actions_free(SchedAction *a, size_t n);
 

@@ -30,11 +30,11 @@ typedef struct SystemdCall {
         SystemdBus *bus;
         sd_bus_slot *slot;
         CallKind kind;
-        const char *method;     /* static */
-        bool wait;              /* CALL_JOB: done only at JobRemoved */
-        bool done_called;       /* CALL_JOB without wait: reported when queued, now only watched */
-        char *job_path;         /* CALL_JOB: once queued */
-        char **names;           /* CALL_LIST*: the names asked for */
+        const char *method; /* static */
+        bool wait;          /* CALL_JOB: done only at JobRemoved */
+        bool done_called;   /* CALL_JOB without wait: reported when queued, now only watched */
+        char *job_path;     /* CALL_JOB: once queued */
+        char **names;       /* CALL_LIST*: the names asked for */
         SystemdDoneFn done;
         SystemdListFn list_done;
         void *userdata;
@@ -85,7 +85,7 @@ static SystemdCall *call_new(SystemdBus *b, CallKind kind, const char *method) {
 
         if (!c)
                 return NULL;
-        *c = (SystemdCall) { .bus = b, .kind = kind, .method = method };
+        *c = (SystemdCall){.bus = b, .kind = kind, .method = method};
         c->next = b->calls;
         if (b->calls)
                 b->calls->prev = c;
@@ -96,7 +96,8 @@ static SystemdCall *call_new(SystemdBus *b, CallKind kind, const char *method) {
 
 /* Reports the end of a call and frees it. The call is unlinked first: the callback may start
  * new calls. */
-static void call_finish(SystemdCall *c, int error, const char *message, const SystemdUnitInfo *units, size_t n) {
+static void call_finish(SystemdCall *c, int error, const char *message, const SystemdUnitInfo *units,
+                        size_t n) {
         SystemdBus *b = c->bus;
 
         call_unlink(c);
@@ -142,8 +143,8 @@ static int parse_unit_list(sd_bus_message *m, char **filter, SystemdUnitInfo **r
         for (;;) {
                 const char *name, *description, *load, *active, *sub;
 
-                r = sd_bus_message_read(m, "(ssssssouso)", &name, &description, &load, &active, &sub, NULL, NULL,
-                                        NULL, NULL, NULL);
+                r = sd_bus_message_read(m, "(ssssssouso)", &name, &description, &load, &active, &sub, NULL,
+                                        NULL, NULL, NULL, NULL);
                 if (r < 0)
                         return r;
                 if (r == 0)
@@ -158,7 +159,7 @@ static int parse_unit_list(sd_bus_message *m, char **filter, SystemdUnitInfo **r
                         units = u;
                         allocated = na;
                 }
-                units[n++] = (SystemdUnitInfo) { name, load, active, sub };
+                units[n++] = (SystemdUnitInfo){name, load, active, sub};
         }
         r = sd_bus_message_exit_container(m);
         if (r < 0)
@@ -179,7 +180,8 @@ static int list_fallback(SystemdCall *c) {
         c->slot = sd_bus_slot_unref(c->slot);
         c->kind = CALL_LIST_FALLBACK;
         c->method = "ListUnits";
-        r = sd_bus_message_new_method_call(c->bus->bus, &m, SD_DESTINATION, SD_PATH, SD_MANAGER, "ListUnits");
+        r = sd_bus_message_new_method_call(c->bus->bus, &m, SD_DESTINATION, SD_PATH, SD_MANAGER,
+                                           "ListUnits");
         if (r < 0)
                 return r;
         return call_send(c, m, CALL_TIMEOUT_USEC);
@@ -256,8 +258,9 @@ static int method_new(SystemdBus *b, const char *method, sd_bus_message **ret) {
         return sd_bus_message_new_method_call(b->bus, ret, SD_DESTINATION, SD_PATH, SD_MANAGER, method);
 }
 
-static int call_start(SystemdBus *b, sd_bus_message *m, CallKind kind, const char *method, uint64_t timeout_usec,
-                      SystemdDoneFn done, SystemdListFn list_done, void *userdata, SystemdCall **ret) {
+static int call_start(SystemdBus *b, sd_bus_message *m, CallKind kind, const char *method,
+                      uint64_t timeout_usec, SystemdDoneFn done, SystemdListFn list_done, void *userdata,
+                      SystemdCall **ret) {
         SystemdCall *c;
         int r;
 
@@ -298,13 +301,13 @@ static int unit_files_call(SystemdBus *b, const char *method, char **files, int 
         return call_start(b, m, CALL_PLAIN, method, CALL_TIMEOUT_USEC, done, NULL, userdata, NULL);
 }
 
-int fl_systemd_link_unit_files_async(SystemdBus *b, char **paths, bool runtime, bool force, SystemdDoneFn done,
-                                     void *userdata) {
+int fl_systemd_link_unit_files_async(SystemdBus *b, char **paths, bool runtime, bool force,
+                                     SystemdDoneFn done, void *userdata) {
         return unit_files_call(b, "LinkUnitFiles", paths, runtime, force, done, userdata);
 }
 
-int fl_systemd_enable_unit_files_async(SystemdBus *b, char **paths, bool runtime, bool force, SystemdDoneFn done,
-                                       void *userdata) {
+int fl_systemd_enable_unit_files_async(SystemdBus *b, char **paths, bool runtime, bool force,
+                                       SystemdDoneFn done, void *userdata) {
         return unit_files_call(b, "EnableUnitFiles", paths, runtime, force, done, userdata);
 }
 
@@ -342,13 +345,13 @@ static int job_call(SystemdBus *b, const char *method, const char *name, const c
         return 0;
 }
 
-int fl_systemd_start_unit_async(SystemdBus *b, const char *name, const char *mode, bool wait, SystemdDoneFn done,
-                                void *userdata) {
+int fl_systemd_start_unit_async(SystemdBus *b, const char *name, const char *mode, bool wait,
+                                SystemdDoneFn done, void *userdata) {
         return job_call(b, "StartUnit", name, mode, wait, done, userdata);
 }
 
-int fl_systemd_stop_unit_async(SystemdBus *b, const char *name, const char *mode, bool wait, SystemdDoneFn done,
-                               void *userdata) {
+int fl_systemd_stop_unit_async(SystemdBus *b, const char *name, const char *mode, bool wait,
+                               SystemdDoneFn done, void *userdata) {
         return job_call(b, "StopUnit", name, mode, wait, done, userdata);
 }
 
@@ -362,7 +365,8 @@ int fl_systemd_reset_failed_unit_async(SystemdBus *b, const char *name, SystemdD
         r = sd_bus_message_append(m, "s", name);
         if (r < 0)
                 return r;
-        return call_start(b, m, CALL_PLAIN, "ResetFailedUnit", CALL_TIMEOUT_USEC, done, NULL, userdata, NULL);
+        return call_start(b, m, CALL_PLAIN, "ResetFailedUnit", CALL_TIMEOUT_USEC, done, NULL, userdata,
+                          NULL);
 }
 
 int fl_systemd_list_units_by_names_async(SystemdBus *b, char **names, SystemdListFn done, void *userdata) {
@@ -372,8 +376,8 @@ int fl_systemd_list_units_by_names_async(SystemdBus *b, char **names, SystemdLis
         int r;
 
         STRV_FOREACH(n, names)
-                if (fl_strv_extend(&copy, *n) < 0)
-                        return -ENOMEM;
+        if (fl_strv_extend(&copy, *n) < 0)
+                return -ENOMEM;
         r = method_new(b, "ListUnitsByNames", &m);
         if (r < 0)
                 return r;
@@ -496,13 +500,14 @@ static int on_subscribed(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
 
 /* D-Bus address value escaping: everything outside [-_/.\\A-Za-z0-9] as %XX. */
 static char *address_escape(const char *s) {
-        char *r = new(char, strlen(s) * 3 + 1), *p = r;
+        char *r = new (char, strlen(s) * 3 + 1), *p = r;
 
         if (!r)
                 return NULL;
         for (; *s; s++) {
                 unsigned char c = (unsigned char) *s;
-                if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-_/.\\", c))
+                if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    strchr("-_/.\\", c))
                         *p++ = (char) c;
                 else
                         p += sprintf(p, "%%%02x", c);
@@ -583,23 +588,25 @@ static int bus_setup(SystemdBus *b) {
 
         /* Matches first, then Subscribe: nothing systemd announces after our first query is lost. */
         r = sd_bus_match_signal_async(b->bus, &b->match_disconnected, "org.freedesktop.DBus.Local", NULL,
-                                      "org.freedesktop.DBus.Local", "Disconnected", on_disconnected, NULL, b);
+                                      "org.freedesktop.DBus.Local", "Disconnected", on_disconnected, NULL,
+                                      b);
         if (r < 0)
                 return r;
-        r = sd_bus_match_signal_async(b->bus, &b->match_job_removed, sender, SD_PATH, SD_MANAGER, "JobRemoved",
-                                      on_job_removed, NULL, b);
+        r = sd_bus_match_signal_async(b->bus, &b->match_job_removed, sender, SD_PATH, SD_MANAGER,
+                                      "JobRemoved", on_job_removed, NULL, b);
         if (r < 0)
                 return r;
         if (asprintf(&match,
-                     "type='signal',%s%s%sinterface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
+                     "type='signal',%s%s%sinterface='org.freedesktop.DBus.Properties',member='"
+                     "PropertiesChanged',"
                      "path_namespace='" SD_UNIT_PATH_PREFIX "'",
                      sender ? "sender='" : "", strempty(sender), sender ? "'," : "") < 0)
                 return -ENOMEM;
         r = sd_bus_add_match_async(b->bus, &b->match_properties, match, on_properties_changed, NULL, b);
         if (r < 0)
                 return r;
-        return sd_bus_call_method_async(b->bus, &b->subscribe_slot, SD_DESTINATION, SD_PATH, SD_MANAGER, "Subscribe",
-                                        on_subscribed, b, NULL);
+        return sd_bus_call_method_async(b->bus, &b->subscribe_slot, SD_DESTINATION, SD_PATH, SD_MANAGER,
+                                        "Subscribe", on_subscribed, b, NULL);
 }
 
 int fl_systemd_bus_new(sd_event *event, SystemdBusKind kind, const SystemdBusEvents *events, void *userdata,

@@ -26,8 +26,8 @@ typedef struct SystemdBusEvents {
         /* PropertiesChanged of org.freedesktop.systemd1.Unit for unit name: the values that
          * changed (NULL: not part of this signal). systemd announces ActiveState and SubState
          * this way; LoadState is constant per load and only comes from queries. */
-        void (*unit_changed)(SystemdBus *b, const char *name, const char *load_state, const char *active_state,
-                             const char *sub_state, void *userdata);
+        void (*unit_changed)(SystemdBus *b, const char *name, const char *load_state,
+                             const char *active_state, const char *sub_state, void *userdata);
         /* A job of ours ended (JobRemoved): unit and systemd's result ("done", "failed", ...). */
         void (*job_removed)(SystemdBus *b, const char *unit, const char *result, void *userdata);
         /* The connection is gone (systemd restarted, bus died). Pending calls have failed or fail
@@ -73,10 +73,10 @@ typedef void (*SystemdListFn)(SystemdBus *b, int error, const char *message, con
 
 /* LinkUnitFiles(paths, runtime, force) / EnableUnitFiles(paths, runtime, force):
  * absolute paths of unit files. */
-int fl_systemd_link_unit_files_async(SystemdBus *b, char **paths, bool runtime, bool force, SystemdDoneFn done,
-                                     void *userdata);
-int fl_systemd_enable_unit_files_async(SystemdBus *b, char **paths, bool runtime, bool force, SystemdDoneFn done,
-                                       void *userdata);
+int fl_systemd_link_unit_files_async(SystemdBus *b, char **paths, bool runtime, bool force,
+                                     SystemdDoneFn done, void *userdata);
+int fl_systemd_enable_unit_files_async(SystemdBus *b, char **paths, bool runtime, bool force,
+                                       SystemdDoneFn done, void *userdata);
 /* DisableUnitFiles(names, runtime). */
 int fl_systemd_disable_unit_files_async(SystemdBus *b, char **names, bool runtime, SystemdDoneFn done,
                                         void *userdata);
@@ -86,10 +86,10 @@ int fl_systemd_reload_async(SystemdBus *b, SystemdDoneFn done, void *userdata);
 /* StartUnit/StopUnit(name, mode). Without wait, done runs once the job is queued; with wait,
  * once its JobRemoved arrived: 0 for "done" (and "skipped"), else a negative errno with the
  * result as message (-ECANCELED canceled, -ETIMEDOUT timeout, -EIO failed/dependency/...). */
-int fl_systemd_start_unit_async(SystemdBus *b, const char *name, const char *mode, bool wait, SystemdDoneFn done,
-                                void *userdata);
-int fl_systemd_stop_unit_async(SystemdBus *b, const char *name, const char *mode, bool wait, SystemdDoneFn done,
-                               void *userdata);
+int fl_systemd_start_unit_async(SystemdBus *b, const char *name, const char *mode, bool wait,
+                                SystemdDoneFn done, void *userdata);
+int fl_systemd_stop_unit_async(SystemdBus *b, const char *name, const char *mode, bool wait,
+                               SystemdDoneFn done, void *userdata);
 int fl_systemd_reset_failed_unit_async(SystemdBus *b, const char *name, SystemdDoneFn done, void *userdata);
 
 /* States of the named units: ListUnitsByNames (systemd >= 230; it also answers for units that

@@ -108,7 +108,7 @@ cl_prepare_node() {
 }
 
 cl_boot() {
-	local n=$1 meta=${2:-} d=$CL_STATE/nodes/n$1 ns=fleet-n$1 veth=flv$1 cg=fleet-test.slice/node-$1 pid init h
+	local n=$1 meta=${2:-} d=$CL_STATE/nodes/n$1 ns=fleet-n$1 veth=flv$1 cg=fleet-cluster.slice/node-$1 pid init h
 	cl_prepare_node "$n" "$meta" || return 1
 	if [ ! -e "/run/netns/$ns" ]; then
 		ip netns add "$ns" &&
@@ -183,8 +183,8 @@ cl_cleanup_node() {
 	for _ in $(seq 10); do [ -e "/run/netns/fleet-n$n" ] || break; ip netns del "fleet-n$n" 2>/dev/null || sleep 0.3; done
 	ip link del "flv$n" 2>/dev/null
 	for h in unified systemd; do
-		[ -d "/sys/fs/cgroup/$h/fleet-test.slice/node-$n" ] &&
-			find "/sys/fs/cgroup/$h/fleet-test.slice/node-$n" -depth -type d -exec rmdir {} \; 2>/dev/null
+		[ -d "/sys/fs/cgroup/$h/fleet-cluster.slice/node-$n" ] &&
+			find "/sys/fs/cgroup/$h/fleet-cluster.slice/node-$n" -depth -type d -exec rmdir {} \; 2>/dev/null
 	done
 	rm -f "$d/nspawn.pid" "$d/init.pid"
 	return 0
@@ -211,7 +211,7 @@ cl_teardown() {
 	FLEET_TEST_STATE=$CL_STATE "$CL_TOP/test/lib/etcd.sh" stop cl 2>/dev/null
 	p=$(cat "$CL_STATE/pids/ssh-agent" 2>/dev/null) && kill "$p" 2>/dev/null
 	[ -f "$CL_STATE/bridge-created" ] && ip link del "$CL_BRIDGE" 2>/dev/null
-	for h in unified systemd; do rmdir "/sys/fs/cgroup/$h/fleet-test.slice" 2>/dev/null; done
+	for h in unified systemd; do rmdir "/sys/fs/cgroup/$h/fleet-cluster.slice" 2>/dev/null; done
 	rm -rf "$CL_STATE"
 	return 0
 }

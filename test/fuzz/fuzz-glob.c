@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* fuzz-glob: Go's path.Match as used for Conflicts/Replaces globs (spec §5.4). Input is
  * "pattern\0name" (no NUL: the input is both). fl_glob_match is checked against a slow but
- * obviously right backtracking matcher written from path.Match's grammar, and a pattern that
- * escapes every byte of a name must match exactly that name. */
+ * obviously right backtracking matcher written from path.Match's grammar (equal where
+ * path.Match's greedy search is complete, see below), and a pattern that escapes every byte of
+ * a name must match exactly that name. */
 #include "fuzz.h"
 #include "glob.h"
 #include "unit-file.h"
@@ -130,9 +131,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 FUZZ_CHECK(m.memo);
                 memset(m.memo, -1, (m.pn + 1) * (m.sn + 1));
                 memo = (char *) m.memo;
-                if (ref_match(&m, 0, 0) != match)
-                        fprintf(stderr, "pattern [%s] name [%s]: fl_glob_match %d\n", pattern, name, match);
-                FUZZ_CHECK(ref_match(&m, 0, 0) == match);
+                bool ref = ref_match(&m, 0, 0);
+                /* path.Match takes the leftmost match of each chunk after a star and does not
+                 * backtrack. That is complete unless the name has a '/' (a star cannot cross it,
+                 * so a later choice can be the only one that works, e.g. "*[/x]*" against
+                 * "a/b/c"): there Go, and we, may say no where a full glob says yes. */
+                if (strchr(name, '/') ? match && !ref : match != ref)
+                        fprintf(stderr, "pattern [%s] name [%s]: fl_glob_match %d, reference %d\n", pattern, name,
+                                match, ref);
+                FUZZ_CHECK(strchr(name, '/') ? !match || ref : match == ref);
         }
         FUZZ_CHECK(!fl_glob_match(NULL, name) && !fl_glob_match(pattern, NULL));
         FUZZ_CHECK(fl_glob_match("*", name) == !strchr(name, '/'));
@@ -141,10 +148,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         esc = malloc(2 * strlen(name) + 1);
         FUZZ_CHECK(esc);
         for (size_t i = 0, n = strlen(name); i <= n; i++) {
+                if (i == n) {
+                        esc[2 * i] = 0;
+                        break;
+                }
                 esc[2 * i] = '\\';
                 esc[2 * i + 1] = name[i];
-                if (i == n)
-                        esc[2 * i] = 0;
         }
         FUZZ_CHECK(fl_glob_valid(esc));
         FUZZ_CHECK(fl_glob_match(esc, name));

@@ -6,9 +6,11 @@
 #include "fuzz.h"
 #include "registry.h"
 
+/* Go's encoder writes an invalid UTF-8 byte as \ufffd, which decodes to a real U+FFFD that is
+ * then written as is: a value reaches its fixed point after two rounds, not one. */
 static void job_object(const char *in) {
-        _cleanup_free_ char *name = NULL, *name2 = NULL, *e1 = NULL, *e2 = NULL;
-        uint8_t hash[20], hash2[20];
+        _cleanup_free_ char *name = NULL, *name2 = NULL, *name3 = NULL, *e1 = NULL, *e2 = NULL, *e3 = NULL;
+        uint8_t hash[20], hash2[20], hash3[20];
 
         if (fl_reg_decode_job_object(in, &name, hash) < 0)
                 return;
@@ -17,11 +19,14 @@ static void job_object(const char *in) {
         FUZZ_CHECK(fl_reg_decode_job_object(e1, &name2, hash2) == 0);
         FUZZ_CHECK(memcmp(hash, hash2, 20) == 0);
         e2 = fl_reg_encode_job_object(name2, hash2);
-        FUZZ_CHECK_STREQ(e1, e2);
+        FUZZ_CHECK(e2);
+        FUZZ_CHECK(fl_reg_decode_job_object(e2, &name3, hash3) == 0);
+        e3 = fl_reg_encode_job_object(name3, hash3);
+        FUZZ_CHECK_STREQ(e2, e3);
 }
 
 static void unit_contents(const char *in) {
-        _cleanup_free_ char *raw = NULL, *raw2 = NULL, *raw3 = NULL, *e1 = NULL, *e2 = NULL;
+        _cleanup_free_ char *raw = NULL, *raw2 = NULL, *raw3 = NULL, *e1 = NULL, *e2 = NULL, *e3 = NULL;
 
         if (fl_reg_decode_unit_contents(in, &raw) < 0)
                 return;
@@ -29,14 +34,16 @@ static void unit_contents(const char *in) {
         FUZZ_CHECK(e1);
         FUZZ_CHECK(fl_reg_decode_unit_contents(e1, &raw2) == 0);
         e2 = fl_reg_encode_unit_contents(raw2);
-        FUZZ_CHECK_STREQ(e1, e2);
+        FUZZ_CHECK(e2);
         FUZZ_CHECK(fl_reg_decode_unit_contents(e2, &raw3) == 0);
         FUZZ_CHECK_STREQ(raw2, raw3);
+        e3 = fl_reg_encode_unit_contents(raw3);
+        FUZZ_CHECK_STREQ(e2, e3);
 }
 
 static void unit_state(const char *in) {
-        RegUnitState st = {}, st2 = {};
-        _cleanup_free_ char *e1 = NULL, *e2 = NULL;
+        RegUnitState st = {}, st2 = {}, st3 = {};
+        _cleanup_free_ char *e1 = NULL, *e2 = NULL, *e3 = NULL;
 
         st.name = strdup("keep.service"); /* the decoder keeps the caller's name */
         FUZZ_CHECK(st.name);
@@ -52,9 +59,13 @@ static void unit_state(const char *in) {
         e1 = fl_reg_encode_unit_state(&st);
         FUZZ_CHECK(e1);
         FUZZ_CHECK(fl_reg_decode_unit_state(e1, &st2) == 0);
-        e2 = fl_reg_encode_unit_state(&st2);
-        FUZZ_CHECK_STREQ(e1, e2);
         FUZZ_CHECK(streq(st.hash, st2.hash));
+        e2 = fl_reg_encode_unit_state(&st2);
+        FUZZ_CHECK(e2);
+        FUZZ_CHECK(fl_reg_decode_unit_state(e2, &st3) == 0);
+        e3 = fl_reg_encode_unit_state(&st3);
+        FUZZ_CHECK_STREQ(e2, e3);
+        fl_reg_unit_state_done(&st3);
         fl_reg_unit_state_done(&st);
         fl_reg_unit_state_done(&st2);
 }
@@ -90,7 +101,7 @@ static void machine(const char *in) {
 }
 
 static void lease(const char *in) {
-        _cleanup_free_ char *mid = NULL, *mid2 = NULL, *mid3 = NULL, *e1 = NULL, *e2 = NULL;
+        _cleanup_free_ char *mid = NULL, *mid2 = NULL, *mid3 = NULL, *e1 = NULL, *e2 = NULL, *e3 = NULL;
         int version = -1, version2 = -1, version3 = -1;
 
         FUZZ_CHECK(fl_reg_decode_lease(NULL, NULL, NULL) == -EBADMSG);
@@ -104,8 +115,9 @@ static void lease(const char *in) {
         e2 = fl_reg_encode_lease(mid2, version2);
         FUZZ_CHECK(e2);
         FUZZ_CHECK(fl_reg_decode_lease(e2, &mid3, &version3) == 0);
-        FUZZ_CHECK_STREQ(mid2, mid3);
         FUZZ_CHECK(version3 == version);
+        e3 = fl_reg_encode_lease(mid3, version3);
+        FUZZ_CHECK_STREQ(e2, e3);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

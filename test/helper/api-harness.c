@@ -53,7 +53,7 @@ int main(int argc, char *argv[]) {
                 { "allow-insecure-tcp", no_argument, NULL, 'I' },
                 {}
         };
-        _cleanup_strv_free_ char **endpoints = NULL, **listen = NULL;
+        _cleanup_strv_free_ char **endpoints = NULL, **listens = NULL;
         _cleanup_free_ int *fds = NULL;
         size_t n_fds = 0;
         const char *etcd = getenv("FLEET_TEST_ETCD"), *prefix = FL_REGISTRY_DEFAULT_PREFIX, *path = NULL;
@@ -87,7 +87,7 @@ int main(int argc, char *argv[]) {
                         fl_log_set_max_level(LOG_DEBUG);
                         break;
                 case 'l':
-                        if (fl_strv_extend(&listen, optarg) < 0)
+                        if (fl_strv_extend(&listens, optarg) < 0)
                                 return 1;
                         break;
                 case 'C':
@@ -135,7 +135,7 @@ int main(int argc, char *argv[]) {
         s.registry = reg;
 
         /* "activated": the harness's own socket stands in for systemd's, so no default socket */
-        config.api_listen = listen;
+        config.api_listen = listens;
         r = fl_api_bind_listeners(&config, true, &fds, &n_fds);
         if (r < 0)
                 return 1;

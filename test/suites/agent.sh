@@ -19,11 +19,13 @@ cleanup() {
 		FLEET_TEST_STATE=$T/etcd "$TL_TOP/test/lib/etcd.sh" stop "$OWN_ETCD" >/dev/null 2>&1
 	fi
 	[ -n "$SD_STARTED" ] && sd_stop >/dev/null 2>&1
+	# FLEET_TEST_KEEP_LOG=FILE keeps the daemon's log for a look afterwards.
+	[ -n "${FLEET_TEST_KEEP_LOG:-}" ] && cp "$T/agent.log" "$FLEET_TEST_KEEP_LOG" 2>/dev/null
 	rm -rf "$T"
 }
 trap cleanup EXIT
 
-CASES="load_start registry_state stop global hash_change refused_names unload adopt etcd_outage purge"
+CASES="load_start registry_state stop global hash_change refused_names unload stop_refused adopt etcd_outage purge"
 skip_all() { local c; for c in $CASES; do t_skip "agent.$c" "$1"; done; exit 0; }
 
 [ -x "$FLEET_BIN" ] || skip_all "no fleet binary at $FLEET_BIN"
@@ -50,9 +52,10 @@ ettl() { curl -fs --max-time 5 "$EP/v2/keys$(ek "$1")" | jq -r .node.ttl; }
 eexists() { curl -fs --max-time 5 "${2:-$EP}/v2/keys$(ek "$1")" >/dev/null; }
 
 # submit NAME CANONICAL_TEXT TARGET_STATE [TARGET] [ENDPOINT]: a unit as fleetctl would create it;
-# the text must already be in canonical form (§7.2) so its SHA-1 is the unit's hash.
+# the text must already be in canonical form (§7.2) so its SHA-1 is the unit's hash; $(...)
+# strips the final newline, which is put back here.
 submit() {
-	local name=$1 text=$2 ts=$3 target=${4:-} ep=${5:-$EP} hash arr
+	local name=$1 text=$2$'\n' ts=$3 target=${4:-} ep=${5:-$EP} hash arr
 	hash=$(printf '%s' "$text" | sha1sum | cut -c1-40)
 	arr=$(for i in $(seq 0 2 38); do printf '%d,' "0x${hash:$i:2}"; done)
 	eput "unit/$hash" "$(jq -cn --arg r "$text" '{Raw:$r}')" "$ep" || return 1
@@ -210,6 +213,18 @@ c_unload() {
 	! eexists job/bye.service/job-state
 }
 
+# A unit whose stop fails keeps its file and keeps running (fleet issue 1216); once it is down
+# the unload goes through.
+c_stop_refused() {
+	submit stubborn.service "$(printf '[Unit]\nRefuseManualStop=yes\n\n[Service]\nExecStart=/bin/sleep 1011\n')" launched "$ID" >/dev/null || return 1
+	wait_for 15 "stubborn.service active" active stubborn.service || return 1
+	edel job/stubborn.service/target && eput job/stubborn.service/target-state inactive || return 1
+	wait_for 15 "unload failure" logged "AgentReconciler task failed: type=UnloadUnit job=stubborn.service" || return 1
+	[ -f "$UNITS/stubborn.service" ] && active stubborn.service || { echo "file removed or unit stopped"; return 1; }
+	sctl kill stubborn.service || return 1
+	wait_for 20 "stubborn.service unloaded" eval '[ ! -e "$UNITS/stubborn.service" ]'
+}
+
 # A crashed agent (SIGKILL) comes back: what runs with the right contents is adopted, not restarted.
 c_adopt() {
 	local inv
@@ -275,6 +290,7 @@ t_run agent.global c_global
 t_run agent.hash_change c_hash_change
 t_run agent.refused_names c_refused_names
 t_run agent.unload c_unload
+t_run agent.stop_refused c_stop_refused
 t_run agent.adopt c_adopt
 t_run agent.etcd_outage c_etcd_outage
 EPS_OUT=$(. "$T/etcd/$OWN_ETCD.env" 2>/dev/null && echo "${ENDPOINTS%%,*}")

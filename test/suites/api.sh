@@ -5,17 +5,20 @@
 # the raw etcd keys unchanged), read-your-writes, discovery, metrics and raw HTTP handling.
 #
 # The API runs in `fleet daemon` when that works here (engine disabled, so nothing but the
-# test writes scheduling keys), else in test/helper/api-harness, which serves the same API code
+# test writes scheduling keys; its agent on a private `systemd --user` from test/lib/systemd.sh),
+# else in test/helper/api-harness, which serves the same API code
 # over a registry mirror without presence/engine/agent. FLEET_API_IMPL=daemon|harness forces
 # one. Every process started here is recorded and killed by PID on exit.
 . "$(dirname "$0")/../lib/testlib.sh"
 
 T=$(mktemp -d /tmp/fleet-api.XXXXXX)
 PIDS=()
+SD_STARTED=
 cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	[ -n "$SD_STARTED" ] && sd_stop >/dev/null 2>&1
 	rm -rf "$T"
 }
 trap cleanup EXIT
@@ -78,6 +81,16 @@ expect() {
 	[ $# -lt 2 ] || expect_eq "body" "$BODY" "$2"
 }
 expect_err() { expect "$1" "$(err_json "$1" "$2")"; }
+
+# chunked PIECE...: a chunked body (for raw), with a chunk extension on the first chunk.
+chunked() {
+	local p ext=";x=1"
+	for p in "$@"; do
+		printf '%x%s\\r\\n%s\\r\\n' ${#p} "$ext" "$p"
+		ext=
+	done
+	printf '0\\r\\n\\r\\n'
+}
 
 # Raw bytes to the socket (printf escapes), prints what comes back until EOF or 5 s.
 raw() {
@@ -156,7 +169,16 @@ api_up() { req GET /fleet/v1/units; [ "$CODE" = 200 ]; }
 
 choose_impl() {
 	local want=${FLEET_API_IMPL:-auto}
-	if [ "$want" != harness ] && [ -x "$FLEET_BIN" ]; then
+	if [ "$want" != harness ] && [ -x "$FLEET_BIN" ] && [ -f "$TL_TOP/test/lib/systemd.sh" ]; then
+		# shellcheck source=../lib/systemd.sh
+		. "$TL_TOP/test/lib/systemd.sh"
+		if sd_start "api$$"; then
+			SD_STARTED=1
+		else
+			echo "no systemd --user for the daemon's agent: $SD_WHY" >&2
+		fi
+	fi
+	if [ "$want" != harness ] && [ -x "$FLEET_BIN" ] && [ -n "$SD_STARTED" ]; then
 		start_daemon
 		if wait_until 15 api_up; then
 			IMPL=daemon
@@ -508,8 +530,9 @@ c_state() {
 	etcd_put states/a.service/m2 "$(state_value m2 inactive dead "")" || return 1
 	wait_until 5 eval 'req GET "/fleet/v1/state?unitName=a.service"; [ "$(jq ".states | length" <<<"$BODY")" = 1 ]' || { echo "$BODY"; return 1; }
 	expect 200 '{"states":[{"machineID":"m2","name":"a.service","systemdActiveState":"inactive","systemdLoadState":"loaded","systemdSubState":"dead"}]}' || return 1
+	# exactly token_limit (2) states: a full page, so fleet adds a token for an empty next page
 	req GET "/fleet/v1/state?unitName=b.service"
-	expect 200 "{\"states\":[{\"hash\":\"$h\",\"machineID\":\"m1\",\"name\":\"b.service\",\"systemdActiveState\":\"failed\",\"systemdLoadState\":\"loaded\",\"systemdSubState\":\"failed\"},{\"hash\":\"$h\",\"machineID\":\"m2\",\"name\":\"b.service\",\"systemdActiveState\":\"active\",\"systemdLoadState\":\"loaded\",\"systemdSubState\":\"running\"}]}" || return 1
+	expect 200 "{\"nextPageToken\":\"AgACAA==\",\"states\":[{\"hash\":\"$h\",\"machineID\":\"m1\",\"name\":\"b.service\",\"systemdActiveState\":\"failed\",\"systemdLoadState\":\"loaded\",\"systemdSubState\":\"failed\"},{\"hash\":\"$h\",\"machineID\":\"m2\",\"name\":\"b.service\",\"systemdActiveState\":\"active\",\"systemdLoadState\":\"loaded\",\"systemdSubState\":\"running\"}]}" || return 1
 	req GET "/fleet/v1/state?machineID=m2&unitName=b.service&unitName=a.service"
 	expect 200 || return 1
 	expect_eq filtered "$(jq -c '[.states[] | [.name, .machineID]]' <<<"$BODY")" '[["b.service","m2"]]' || return 1
@@ -643,9 +666,11 @@ c_http_raw() {
 	out=$(raw 'GET /fleet/v1/units/hello.service HTTP/1.1\r\nHost: x\r\n\r\nGET /fleet/v1/units/none.service HTTP/1.1\r\nHost: x\r\n\r\n')
 	case $out in "HTTP/1.1 200 OK"*"HTTP/1.1 404 Not Found"*'"unit does not exist"}}<timeout>') ;;
 	*) echo "$out"; return 1 ;; esac
-	# chunked PUT body
-	out=$(raw 'PUT /fleet/v1/units/chunk.service HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n{"opt\r\n2b\r\nions":[{"section":"Service","name":"A","value"\r\n5\r\n:"b"}\r\n2\r\n]}\r\n0\r\n\r\n')
+	# chunked PUT body, split in the middle of tokens
+	out=$(raw "PUT /fleet/v1/units/chunk.service HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n$(chunked '{"opt' 'ions":[{"section":"Service","name":"A","val' 'ue":"b"}' ']}')")
 	case $out in "HTTP/1.1 201 Created"*'<eof>') ;; *) echo "chunked: $out"; return 1 ;; esac
+	req GET /fleet/v1/units/chunk.service
+	expect 200 '{"currentState":"inactive","desiredState":"inactive","name":"chunk.service","options":[{"name":"A","section":"Service","value":"b"}]}' || return 1
 	# bad chunked body: 400, nothing written
 	unchanged eval "out=\$(raw 'PUT /fleet/v1/units/chunk2.service HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n')" || return 1
 	case $out in "HTTP/1.1 400 "*'<eof>') ;; *) echo "bad chunk: $out"; return 1 ;; esac
@@ -653,7 +678,7 @@ c_http_raw() {
 	out=$(raw "GET / HTTP/1.1\r\nHost: x\r\nX: $(head -c 17000 /dev/zero | tr '\0' a)\r\n\r\n")
 	case $out in "HTTP/1.1 431 "*) ;; *) echo "big header: ${out:0:200}"; return 1 ;; esac
 	# curl reuses one connection for several URLs
-	out=$(curl -s --unix-socket "$SOCK" -o /dev/null -w '%{num_connects}\n' http://x/fleet/v1/units http://x/fleet/v1/state http://x/fleet/v1/machines)
+	out=$(curl -s --unix-socket "$SOCK" -w '%{num_connects}\n' -o /dev/null http://x/fleet/v1/units -o /dev/null http://x/fleet/v1/state -o /dev/null http://x/fleet/v1/machines)
 	expect_eq connects "$(tr '\n' ' ' <<<"$out")" "1 0 0 "
 }
 
@@ -676,7 +701,7 @@ extra_harness() {
 		>"$T/$name.log" 2>&1 </dev/null &
 	PIDS+=($!)
 	eval "XPID_$name=$!"
-	wait_until 10 eval "grep -q ready '$T/$name.log' || ! kill -0 $! 2>/dev/null"
+	wait_until 10 eval "grep -qs ready '$T/$name.log' || ! kill -0 $! 2>/dev/null"
 	grep -q ready "$T/$name.log"
 }
 

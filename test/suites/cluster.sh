@@ -22,16 +22,18 @@ new_cluster() {
 	wait_machines "$1"
 }
 
+# count_is N FUNC [ARGS...]: FUNC's output equals N.
+count_is() { local want=$1; shift; [ "$("$@")" = "$want" ]; }
 n_machines() { ctl list-machines --no-legend --full --fields machine 2>/dev/null | grep -c .; }
-wait_machines() { wait_until 20 eval '[ "$(n_machines)" = "$1" ]' || { echo "want $1 machines, have $(n_machines)"; return 1; }; }
+wait_machines() { wait_until 20 count_is "$1" n_machines || { echo "want $1 machines, have $(n_machines)"; return 1; }; }
 # active units as "unit machine" lines
 active_units() { ctl list-units --no-legend --full --fields unit,active,machine 2>/dev/null | awk '$2=="active"{print $1, $3}' | sort; }
 n_active() { active_units | grep -c .; }
-wait_active() { wait_until 30 eval '[ "$(n_active)" = "$1" ]' || { echo "want $1 active, have:"; active_units; return 1; }; }
+wait_active() { wait_until 30 count_is "$1" n_active || { echo "want $1 active, have:"; active_units; return 1; }; }
 n_unit_files() { ctl list-unit-files --no-legend --full --fields unit 2>/dev/null | grep -c .; }
-wait_unit_files() { wait_until 20 eval '[ "$(n_unit_files)" = "$1" ]' || { echo "want $1 unit files, have $(n_unit_files)"; return 1; }; }
+wait_unit_files() { wait_until 20 count_is "$1" n_unit_files || { echo "want $1 unit files, have $(n_unit_files)"; return 1; }; }
 n_units() { ctl list-units --no-legend --full --fields unit 2>/dev/null | grep -c .; }
-wait_units() { wait_until 20 eval '[ "$(n_units)" = "$1" ]' || { echo "want $1 units, have $(n_units)"; return 1; }; }
+wait_units() { wait_until 20 count_is "$1" n_units || { echo "want $1 units, have $(n_units)"; return 1; }; }
 machine_of() { active_units | awk -v u="$1" '$1==u{print $2}'; }
 node_of_machine() { local n; for n in "${NODES[@]}"; do [ "$(cl_machine_id "$n")" = "$1" ] && echo "$n"; done; }
 # No non-global unit may run on two machines at once (the invariant of the fault tests):

@@ -276,12 +276,16 @@ c_scheduler_role() {
 
 c_socket_activation() {
 	local id pid
+	command -v systemd-socket-activate >/dev/null || { echo "no systemd-socket-activate"; return 1; }
 	new_prefix
 	id=$(new_id)
 	write_conf sa
 	sed -i '/^api_listen=/d' "$T/sa.conf"
 	echo "$id" >"$T/sa.machine-id"
-	FLEET_MACHINE_ID_FILE=$T/sa.machine-id systemd-socket-activate -l "$T/sa.sock" \
+	# systemd-socket-activate passes on only the environment it is told to.
+	local pass=(-E "FLEET_MACHINE_ID_FILE=$T/sa.machine-id" -E "XDG_RUNTIME_DIR=$XDG_RUNTIME_DIR")
+	[ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] && pass+=(-E "DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS")
+	systemd-socket-activate -l "$T/sa.sock" "${pass[@]}" \
 		"$FLEET_BIN" daemon -config "$T/sa.conf" >"$T/sa.log" 2>&1 </dev/null &
 	pid=$!
 	PIDS+=("$pid")
@@ -324,6 +328,20 @@ c_monitor() {
 	expect_eq "exit status with etcd frozen" "$rc" 0 || { tail -20 "$T/m.log"; return 1; }
 }
 
+# In ASan/UBSan builds (./build.sh test --asan) every daemon's log must be free of reports.
+c_sanitizers() {
+	local f bad=0
+	for f in "$T"/*.log; do
+		[ -f "$f" ] || continue
+		if grep -qE "(Address|Leak|UndefinedBehavior)Sanitizer|runtime error:" "$f"; then
+			echo "sanitizer report in $(basename "$f"):"
+			grep -E -A15 "(Address|Leak|UndefinedBehavior)Sanitizer|runtime error:" "$f" | head -40
+			bad=1
+		fi
+	done
+	return $bad
+}
+
 t_run daemon.version_help c_version_help
 t_run daemon.bad_config c_bad_config
 if [ -z "$ETCD" ]; then
@@ -339,6 +357,7 @@ if ! sd_start; then
 		t_skip "daemon.$c" "no systemd --user manager: $SD_WHY"
 	done
 	t_run daemon.scheduler_role c_scheduler_role
+	t_run daemon.sanitizers c_sanitizers
 	exit 0
 fi
 SD_STARTED=1
@@ -354,4 +373,5 @@ t_run daemon.agent_role c_agent_role
 t_run daemon.scheduler_role c_scheduler_role
 t_run daemon.socket_activation c_socket_activation
 t_run daemon.monitor c_monitor
+t_run daemon.sanitizers c_sanitizers
 exit 0

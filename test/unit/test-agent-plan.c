@@ -14,7 +14,9 @@ static const char *state_str(JobState s) {
         return s == JOB_STATE_LAUNCHED ? "launched" : s == JOB_STATE_LOADED ? "loaded" : "inactive";
 }
 static JobState state_from(const char *s) {
-        return streq(s, "launched") ? JOB_STATE_LAUNCHED : streq(s, "loaded") ? JOB_STATE_LOADED : JOB_STATE_INACTIVE;
+        return streq(s, "launched") ? JOB_STATE_LAUNCHED
+               : streq(s, "loaded") ? JOB_STATE_LOADED
+                                    : JOB_STATE_INACTIVE;
 }
 
 #define H1 "1111111111111111111111111111111111111111"
@@ -35,7 +37,7 @@ static void parse_desired(const char *spec, AgentDesired *d, char ***keep) {
 
         if (fl_strv_split(spec, ":", &f) < 0 || fl_strv_length(f) < 3)
                 abort();
-        *d = (AgentDesired) {
+        *d = (AgentDesired){
                 .name = keep_str(keep, f[0]),
                 .hash = streq(f[1], "1") ? H1 : H2,
                 .state = streq(f[2], "L") ? JOB_STATE_LAUNCHED : JOB_STATE_LOADED,
@@ -50,12 +52,14 @@ static void parse_current(const char *spec, AgentCurrent *c, char ***keep) {
 
         if (fl_strv_split(spec, ":", &f) < 0 || fl_strv_length(f) < 3)
                 abort();
-        *c = (AgentCurrent) {
+        *c = (AgentCurrent){
                 .name = keep_str(keep, f[0]),
-                .hash = streq(f[1], "1") ? H1 : streq(f[1], "2") ? H2 : "",
-                .state = streq(f[2], "L") ? JOB_STATE_LAUNCHED :
-                         streq(f[2], "l") ? JOB_STATE_LOADED :
-                                            JOB_STATE_INACTIVE,
+                .hash = streq(f[1], "1")   ? H1
+                        : streq(f[1], "2") ? H2
+                                           : "",
+                .state = streq(f[2], "L")   ? JOB_STATE_LAUNCHED
+                         : streq(f[2], "l") ? JOB_STATE_LOADED
+                                            : JOB_STATE_INACTIVE,
                 .adoptable = f[3] && streq(f[3], "adopt"),
         };
         if (f[3] && f[4])
@@ -101,50 +105,50 @@ TEST(plan_table) {
         static const struct {
                 const char *desired, *current, *want;
         } cases[] = {
-                { "", "", "" },
+                {"", "", ""},
                 /* Fresh units. */
-                { "b:1:L", "", "LoadUnit b|ReloadUnitFiles|StartUnit b" },
-                { "b:1:l", "", "LoadUnit b|ReloadUnitFiles" },
+                {"b:1:L", "", "LoadUnit b|ReloadUnitFiles|StartUnit b"},
+                {"b:1:l", "", "LoadUnit b|ReloadUnitFiles"},
                 /* Not wanted any more. */
-                { "", "a:1:l", "UnloadUnit a|ReloadUnitFiles" },
-                { "", "a:1:L", "UnloadUnit a|ReloadUnitFiles" },
-                { "", "a:-:i", "UnloadUnit a|ReloadUnitFiles" },
+                {"", "a:1:l", "UnloadUnit a|ReloadUnitFiles"},
+                {"", "a:1:L", "UnloadUnit a|ReloadUnitFiles"},
+                {"", "a:-:i", "UnloadUnit a|ReloadUnitFiles"},
                 /* Same hash: only state changes, never a reload. */
-                { "a:1:l", "a:1:l", "" },
-                { "a:1:L", "a:1:L", "" },
-                { "a:1:L", "a:1:l", "StartUnit a" },
-                { "a:1:l", "a:1:L", "StopUnit a" },
-                { "a:1:L", "a:1:i", "LoadUnit a|ReloadUnitFiles|StartUnit a" },
-                { "a:1:l", "a:1:i", "LoadUnit a|ReloadUnitFiles" },
+                {"a:1:l", "a:1:l", ""},
+                {"a:1:L", "a:1:L", ""},
+                {"a:1:L", "a:1:l", "StartUnit a"},
+                {"a:1:l", "a:1:L", "StopUnit a"},
+                {"a:1:L", "a:1:i", "LoadUnit a|ReloadUnitFiles|StartUnit a"},
+                {"a:1:l", "a:1:i", "LoadUnit a|ReloadUnitFiles"},
                 /* A changed unit is reloaded: unload, load, start if launched. */
-                { "a:2:L", "a:1:L", "UnloadUnit a|LoadUnit a|ReloadUnitFiles|StartUnit a" },
-                { "a:2:l", "a:1:L", "UnloadUnit a|LoadUnit a|ReloadUnitFiles" },
-                { "a:2:L", "a:-:i", "UnloadUnit a|LoadUnit a|ReloadUnitFiles|StartUnit a" },
+                {"a:2:L", "a:1:L", "UnloadUnit a|LoadUnit a|ReloadUnitFiles|StartUnit a"},
+                {"a:2:l", "a:1:L", "UnloadUnit a|LoadUnit a|ReloadUnitFiles"},
+                {"a:2:L", "a:-:i", "UnloadUnit a|LoadUnit a|ReloadUnitFiles|StartUnit a"},
                 /* Adoption: right file, running. */
-                { "a:1:L", "a:1:i:adopt:active", "AdoptUnit a=launched" },
-                { "a:1:L", "a:1:i:adopt:activating", "AdoptUnit a=launched" },
-                { "a:1:L", "a:1:i:adopt:reloading", "AdoptUnit a=launched" },
-                { "a:1:l", "a:1:i:adopt:active", "AdoptUnit a=launched|StopUnit a" },
+                {"a:1:L", "a:1:i:adopt:active", "AdoptUnit a=launched"},
+                {"a:1:L", "a:1:i:adopt:activating", "AdoptUnit a=launched"},
+                {"a:1:L", "a:1:i:adopt:reloading", "AdoptUnit a=launched"},
+                {"a:1:l", "a:1:i:adopt:active", "AdoptUnit a=launched|StopUnit a"},
                 /* ...not running, wrong file or not wanted: fleet's way. */
-                { "a:1:L", "a:1:i:adopt:failed", "LoadUnit a|ReloadUnitFiles|StartUnit a" },
-                { "a:1:L", "a:1:i:adopt:inactive", "LoadUnit a|ReloadUnitFiles|StartUnit a" },
-                { "a:1:L", "a:1:i:adopt", "LoadUnit a|ReloadUnitFiles|StartUnit a" },
-                { "a:2:L", "a:1:i:adopt:active", "UnloadUnit a|LoadUnit a|ReloadUnitFiles|StartUnit a" },
-                { "", "a:1:i:adopt:active", "UnloadUnit a|ReloadUnitFiles" },
+                {"a:1:L", "a:1:i:adopt:failed", "LoadUnit a|ReloadUnitFiles|StartUnit a"},
+                {"a:1:L", "a:1:i:adopt:inactive", "LoadUnit a|ReloadUnitFiles|StartUnit a"},
+                {"a:1:L", "a:1:i:adopt", "LoadUnit a|ReloadUnitFiles|StartUnit a"},
+                {"a:2:L", "a:1:i:adopt:active", "UnloadUnit a|LoadUnit a|ReloadUnitFiles|StartUnit a"},
+                {"", "a:1:i:adopt:active", "UnloadUnit a|ReloadUnitFiles"},
                 /* Already ours: adoptable no longer matters. */
-                { "a:1:L", "a:1:L:adopt:active", "" },
+                {"a:1:L", "a:1:L:adopt:active", ""},
                 /* Contents missing from the registry. */
-                { "a:1:L:nofile", "", "" },
-                { "a:1:L:nofile", "a:1:i", "LoadUnit a|ReloadUnitFiles|StartUnit a" },
-                { "a:1:L:nofile", "a:1:l", "StartUnit a" },
-                { "a:2:L:nofile", "a:1:L", "UnloadUnit a|ReloadUnitFiles" },
+                {"a:1:L:nofile", "", ""},
+                {"a:1:L:nofile", "a:1:i", "LoadUnit a|ReloadUnitFiles|StartUnit a"},
+                {"a:1:L:nofile", "a:1:l", "StartUnit a"},
+                {"a:2:L:nofile", "a:1:L", "UnloadUnit a|ReloadUnitFiles"},
                 /* Several units: grouped by type, names in order within a group. */
-                { "a:1:L c:1:l d:1:L", "b:1:L c:1:L d:1:l e:2:l",
-                  "UnloadUnit b|UnloadUnit e|LoadUnit a|ReloadUnitFiles|StopUnit c|StartUnit a|StartUnit d" },
-                { "x:1:L y:2:L", "x:2:L y:1:L z:1:i:adopt:active",
-                  "UnloadUnit x|UnloadUnit y|UnloadUnit z|LoadUnit x|LoadUnit y|ReloadUnitFiles|StartUnit x|"
-                  "StartUnit y" },
-                { "m:1:L n:1:L", "m:1:i:adopt:active n:1:l", "AdoptUnit m=launched|StartUnit n" },
+                {"a:1:L c:1:l d:1:L", "b:1:L c:1:L d:1:l e:2:l",
+                 "UnloadUnit b|UnloadUnit e|LoadUnit a|ReloadUnitFiles|StopUnit c|StartUnit a|StartUnit d"},
+                {"x:1:L y:2:L", "x:2:L y:1:L z:1:i:adopt:active",
+                 "UnloadUnit x|UnloadUnit y|UnloadUnit z|LoadUnit x|LoadUnit y|ReloadUnitFiles|StartUnit x|"
+                 "StartUnit y"},
+                {"m:1:L n:1:L", "m:1:i:adopt:active n:1:l", "AdoptUnit m=launched|StartUnit n"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -156,9 +160,10 @@ TEST(plan_table) {
 }
 
 TEST(plan_reasons) {
-        AgentDesired d[] = { { .name = "a.service", .hash = H2, .state = JOB_STATE_LAUNCHED, .file = (void *) 1 } };
-        AgentCurrent c[] = { { .name = "a.service", .hash = H1, .state = JOB_STATE_LAUNCHED },
-                             { .name = "b.service", .hash = H1, .state = JOB_STATE_LOADED } };
+        AgentDesired d[] = {
+                {.name = "a.service", .hash = H2, .state = JOB_STATE_LAUNCHED, .file = (void *) 1}};
+        AgentCurrent c[] = {{.name = "a.service", .hash = H1, .state = JOB_STATE_LAUNCHED},
+                            {.name = "b.service", .hash = H1, .state = JOB_STATE_LOADED}};
         _cleanup_free_ AgentTask *t = NULL;
         size_t n = 0;
 
@@ -204,7 +209,7 @@ static void fixture_done(Fixture *f) {
 }
 
 static void fixture_init(Fixture *f, const char *const *units, size_t n, const char *const *metadata) {
-        *f = (Fixture) {};
+        *f = (Fixture){};
         f->s.units = new0(RegUnit, n + 1);
         for (size_t i = 0; i < n; i++) {
                 _cleanup_strv_free_ char **p = NULL;
@@ -257,7 +262,7 @@ static char *desired_string(const char *const *units, size_t n, const char *cons
 }
 
 #define SVC "[Service];ExecStart=/bin/true;"
-#define UNITS(...) ((const char *const[]) { __VA_ARGS__ }), ELEMENTSOF(((const char *const[]) { __VA_ARGS__ }))
+#define UNITS(...) ((const char *const[]){__VA_ARGS__}), ELEMENTSOF(((const char *const[]){__VA_ARGS__}))
 
 TEST(desired_scheduled) {
         _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL;
@@ -276,17 +281,18 @@ TEST(desired_scheduled) {
 }
 
 TEST(desired_global) {
-        static const char *const meta[] = { "az", "1", "role", "web", NULL };
+        static const char *const meta[] = {"az", "1", "role", "web", NULL};
         _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL;
 
-        a = desired_string(UNITS("g1.service|launched|-|[X-Fleet];Global=true;" SVC,
-                                 "g2.service|loaded|-|[X-Fleet];Global=true;MachineMetadata=role=web;" SVC,
-                                 "g3.service|launched|-|[X-Fleet];Global=true;MachineMetadata=role=db;" SVC,
-                                 "g4.service|launched|-|[X-Fleet];Global=true;"
-                                 "MachineMetadata=role=db;MachineMetadata=role=web;MachineMetadata=az=1;" SVC,
-                                 "g5.service|inactive|-|[X-Fleet];Global=true;" SVC,
-                                 "g6.service|launched|-|[X-Fleet];Global=yes;MachineMetadata=az=2;" SVC),
-                           meta);
+        a = desired_string(
+                UNITS("g1.service|launched|-|[X-Fleet];Global=true;" SVC,
+                      "g2.service|loaded|-|[X-Fleet];Global=true;MachineMetadata=role=web;" SVC,
+                      "g3.service|launched|-|[X-Fleet];Global=true;MachineMetadata=role=db;" SVC,
+                      "g4.service|launched|-|[X-Fleet];Global=true;"
+                      "MachineMetadata=role=db;MachineMetadata=role=web;MachineMetadata=az=1;" SVC,
+                      "g5.service|inactive|-|[X-Fleet];Global=true;" SVC,
+                      "g6.service|launched|-|[X-Fleet];Global=yes;MachineMetadata=az=2;" SVC),
+                meta);
         ASSERT_STREQ(a, "g1.service=launched g2.service=loaded g4.service=launched");
         /* No metadata at all: only unconstrained globals. */
         b = desired_string(UNITS("g1.service|launched|-|[X-Fleet];Global=true;" SVC,
@@ -303,13 +309,16 @@ TEST(desired_conflicts) {
 
         /* First in name order wins, in either direction of the Conflicts glob. */
         a = desired_string(UNITS("a.service|launched|m1|[X-Fleet];Conflicts=b*;" SVC,
-                                 "b.service|launched|m1|" SVC, "c.service|launched|m1|[X-Fleet];Conflicts=a.service;" SVC,
+                                 "b.service|launched|m1|" SVC,
+                                 "c.service|launched|m1|[X-Fleet];Conflicts=a.service;" SVC,
                                  "d.service|launched|m1|" SVC),
                            NULL);
         ASSERT_STREQ(a, "a.service=launched d.service=launched !b.service !c.service");
         /* A global unit conflicting with one scheduled here (the conflict-global fixtures). */
-        b = desired_string(UNITS("conflict-global.0.service|launched|-|[X-Fleet];Global=true;Conflicts=conflict-global.*;" SVC,
-                                 "conflict-global.1.service|launched|-|[X-Fleet];Global=true;Conflicts=conflict-global.*;" SVC),
+        b = desired_string(UNITS("conflict-global.0.service|launched|-|[X-Fleet];Global=true;Conflicts="
+                                 "conflict-global.*;" SVC,
+                                 "conflict-global.1.service|launched|-|[X-Fleet];Global=true;Conflicts="
+                                 "conflict-global.*;" SVC),
                            NULL);
         ASSERT_STREQ(b, "conflict-global.0.service=launched !conflict-global.1.service");
         /* Inactive units take no room: they do not block what conflicts with them. */
@@ -324,10 +333,12 @@ TEST(desired_unsafe_names) {
 
         a = desired_string(UNITS("-x.service|launched|m1|" SVC, "ok.service|launched|m1|" SVC,
                                  "t@.service|launched|m1|" SVC, "u.target|launched|m1|" SVC,
-                                 "v..service|launched|m1|" SVC, "w.socket|loaded|m1|[Socket];ListenStream=1;",
+                                 "v..service|launched|m1|" SVC,
+                                 "w.socket|loaded|m1|[Socket];ListenStream=1;",
                                  "x\\x2f.service|launched|m1|" SVC),
                            NULL);
-        ASSERT_STREQ(a, "ok.service=launched w.socket=loaded !-x.service !t@.service !u.target !v..service !x\\x2f.service");
+        ASSERT_STREQ(a, "ok.service=launched w.socket=loaded !-x.service !t@.service !u.target !v..service "
+                        "!x\\x2f.service");
 }
 
 TEST(active_states) {

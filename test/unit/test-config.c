@@ -7,14 +7,22 @@
 #include "strv.h"
 #include "tests.h"
 
+static char path[64];
+
+static void remove_tmp(void) {
+        if (path[0])
+                (void) unlink(path);
+}
+
 /* Writes text to a fresh temporary file; returns its path (static buffer). */
 static const char *conf(const char *text) {
-        static char path[64];
         FILE *f;
         int fd;
 
         if (path[0])
                 (void) unlink(path);
+        else
+                atexit(remove_tmp);
         strcpy(path, "/tmp/fleet-test-config.XXXXXX");
         fd = mkstemp(path);
         if (fd < 0)

@@ -5,13 +5,21 @@
 #include "machine.h"
 #include "tests.h"
 
+static char path[64];
+
+static void remove_tmp(void) {
+        if (path[0])
+                (void) unlink(path);
+}
+
 static const char *write_tmp(const char *text) {
-        static char path[64];
         FILE *f;
         int fd;
 
         if (path[0])
                 (void) unlink(path);
+        else
+                atexit(remove_tmp);
         strcpy(path, "/tmp/fleet-test-machine.XXXXXX");
         fd = mkstemp(path);
         if (fd < 0)

@@ -17,10 +17,10 @@
 
 #define USEC_PER_SEC UINT64_C(1000000)
 
-static char *harness;          /* path of test/lib/systemd.sh */
-static char instance[64];      /* our manager's name, "" when none runs */
+static char *harness;     /* path of test/lib/systemd.sh */
+static char instance[64]; /* our manager's name, "" when none runs */
 static char *skip_reason;
-static char *session_address;  /* DBUS_SESSION_BUS_ADDRESS of the manager's user bus, if any */
+static char *session_address; /* DBUS_SESSION_BUS_ADDRESS of the manager's user bus, if any */
 static char units_dir[PATH_MAX];
 static sd_event *event;
 
@@ -117,14 +117,16 @@ static void start_manager(void) {
                 setenv(kv, eq + 1, 1);
         }
         fclose(f);
-        session_address = getenv("DBUS_SESSION_BUS_ADDRESS") ? strdup(getenv("DBUS_SESSION_BUS_ADDRESS")) : NULL;
+        session_address =
+                getenv("DBUS_SESSION_BUS_ADDRESS") ? strdup(getenv("DBUS_SESSION_BUS_ADDRESS")) : NULL;
 }
 
 static int systemctl_user(const char *verb, const char *unit) {
         _cleanup_free_ char *cmd = NULL;
         int status;
 
-        if (asprintf(&cmd, "env -u DBUS_SESSION_BUS_ADDRESS systemctl --user %s -q '%s' 2>/dev/null", verb, unit) < 0)
+        if (asprintf(&cmd, "env -u DBUS_SESSION_BUS_ADDRESS systemctl --user %s -q '%s' 2>/dev/null", verb,
+                     unit) < 0)
                 abort();
         status = system(cmd);
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -152,7 +154,7 @@ typedef struct Result {
         bool done;
         int error;
         char *message;
-        SystemdUnitInfo info;    /* list: the first unit (strings copied) */
+        SystemdUnitInfo info; /* list: the first unit (strings copied) */
         size_t n;
 } Result;
 
@@ -162,7 +164,7 @@ static void result_clear(Result *r) {
         free((char *) r->info.load_state);
         free((char *) r->info.active_state);
         free((char *) r->info.sub_state);
-        *r = (Result) {};
+        *r = (Result){};
 }
 
 static void on_done(SystemdBus *b, int error, const char *message, void *userdata) {
@@ -179,8 +181,8 @@ static void on_list(SystemdBus *b, int error, const char *message, const Systemd
         r->error = error;
         r->n = n;
         if (n > 0)
-                r->info = (SystemdUnitInfo) { strdup(units[0].name), strdup(units[0].load_state),
-                                              strdup(units[0].active_state), strdup(units[0].sub_state) };
+                r->info = (SystemdUnitInfo){strdup(units[0].name), strdup(units[0].load_state),
+                                            strdup(units[0].active_state), strdup(units[0].sub_state)};
 }
 
 /* Live states seen through PropertiesChanged, for the unit under test. */
@@ -192,8 +194,8 @@ typedef struct Watch {
         unsigned jobs_removed;
 } Watch;
 
-static void ev_unit_changed(SystemdBus *b, const char *name, const char *load, const char *active, const char *sub,
-                            void *userdata) {
+static void ev_unit_changed(SystemdBus *b, const char *name, const char *load, const char *active,
+                            const char *sub, void *userdata) {
         Watch *w = userdata;
         if (!w->unit || !streq(name, w->unit))
                 return;
@@ -249,12 +251,12 @@ static int write_unit(const char *name, const char *text, char **ret_path) {
         return 0;
 }
 
-#define CALL(r, expr)                                                                     \
-        do {                                                                              \
-                result_clear(&(r));                                                       \
-                ASSERT_OK(expr);                                                          \
-                if (!run_until(&(r).done, 30 * USEC_PER_SEC))                             \
-                        FAIL_AT("%s: no answer", #expr);                                  \
+#define CALL(r, expr)                                                                                       \
+        do {                                                                                                \
+                result_clear(&(r));                                                                         \
+                ASSERT_OK(expr);                                                                            \
+                if (!run_until(&(r).done, 30 * USEC_PER_SEC))                                               \
+                        FAIL_AT("%s: no answer", #expr);                                                    \
         } while (0)
 
 /* The whole life of a unit, over the bus opened with the environment as it is. */
@@ -350,6 +352,26 @@ TEST(bad_session_address_falls_back) {
         unsetenv("DBUS_SESSION_BUS_ADDRESS");
 }
 
+/* The system-bus code path, pointed at the user manager's bus through DBUS_SYSTEM_BUS_ADDRESS. */
+TEST(system_kind_uses_bus_address) {
+        _cleanup_(fl_systemd_bus_freep) SystemdBus *b = NULL;
+        Result r = {};
+
+        if (skip_reason)
+                SKIP(skip_reason);
+        if (!session_address)
+                SKIP("the manager started no user dbus");
+        setenv("DBUS_SYSTEM_BUS_ADDRESS", session_address, 1);
+        ASSERT_OK(fl_systemd_bus_new(event, SYSTEMD_BUS_SYSTEM, NULL, NULL, &b));
+        unsetenv("DBUS_SYSTEM_BUS_ADDRESS");
+        ASSERT_STREQ(fl_systemd_bus_address(b), session_address);
+        CALL(r, fl_systemd_list_units_by_names_async(b, (char *[]){(char *) "default.target", NULL}, on_list,
+                                                     &r));
+        ASSERT_OK(r.error);
+        ASSERT_STREQ(r.info.active_state, "active");
+        result_clear(&r);
+}
+
 TEST(errors) {
         _cleanup_(fl_systemd_bus_freep) SystemdBus *b = NULL;
         _cleanup_free_ char *name = NULL, *path = NULL;
@@ -389,7 +411,9 @@ TEST(errors) {
         /* Enabling a unit with [Install]: runtime enablement works on a user manager. */
         ASSERT_OK(unlink(path));
         path = mfree(path);
-        ASSERT_OK(write_unit(name, "[Service]\nExecStart=/bin/sleep 1000\n\n[Install]\nWantedBy=default.target\n", &path));
+        ASSERT_OK(write_unit(name,
+                             "[Service]\nExecStart=/bin/sleep 1000\n\n[Install]\nWantedBy=default.target\n",
+                             &path));
         CALL(r, fl_systemd_enable_unit_files_async(b, paths, true, true, on_done, &r));
         ASSERT_OK(r.error);
         ASSERT_EQ(systemctl_user("is-enabled", name), 0);
@@ -416,7 +440,8 @@ TEST(disconnect) {
         if (skip_reason)
                 SKIP(skip_reason);
         ASSERT_OK(fl_systemd_bus_new(event, SYSTEMD_BUS_USER, &events, &w, &b));
-        CALL(r, fl_systemd_list_units_by_names_async(b, (char *[]) { (char *) "default.target", NULL }, on_list, &r));
+        CALL(r, fl_systemd_list_units_by_names_async(b, (char *[]){(char *) "default.target", NULL}, on_list,
+                                                     &r));
         ASSERT_OK(r.error);
         ASSERT_STREQ(r.info.active_state, "active");
         stop_manager();
@@ -446,7 +471,11 @@ static void teardown(void) {
 }
 
 static const TestCase cases[] = {
-        T(lifecycle_private_socket), T(lifecycle_user_bus), T(bad_session_address_falls_back), T(errors),
+        T(lifecycle_private_socket),
+        T(lifecycle_user_bus),
+        T(bad_session_address_falls_back),
+        T(system_kind_uses_bus_address),
+        T(errors),
         T(disconnect),
 };
 int fl_test_failed_;

@@ -1,0 +1,1284 @@
+/* SPDX-License-Identifier: MIT */
+/* etcd.c: etcd v2 client over HTTP/1.1 (plain or mbedtls), non-blocking on sd-event.
+ *
+ * Every request is an EtcdCall: a small state machine (connect, TLS handshake, send, receive)
+ * driven by one IO source and one timer on the call's loop. The daemons' calls run on the
+ * client's loop; the blocking wrapper runs one call on a private loop, so connections carry no
+ * event sources while idle: a call attaches its own to the connection it takes from the pool and
+ * drops them when it hands the connection back.
+ *
+ * Failover: an attempt that cannot connect, times out, breaks, or gets a 5xx moves on to the
+ * next endpoint, starting from the one that last worked. etcd v2 members never redirect (a
+ * follower proxies to the leader), so any member can serve any request. */
+#include <inttypes.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <mbedtls/base64.h>
+
+#include "cJSON.h"
+#include "etcd.h"
+#include "http.h"
+#include "log.h"
+#include "strv.h"
+#include "tls.h"
+
+#define USEC_PER_SEC_ULL 1000000ULL
+#define ETCD_DEFAULT_TIMEOUT_USEC (1ULL * USEC_PER_SEC_ULL)
+/* Idle keep-alive connections kept per endpoint. A watch holds its own connection while it
+ * waits, so this only bounds what is left over after bursts of parallel requests. */
+#define ETCD_POOL_MAX 4U
+/* Deepest node tree we decode: a key depth, far beyond fleet's five levels. */
+#define ETCD_MAX_DEPTH 64U
+/* Largest integer a JSON number (a double) holds exactly. */
+#define ETCD_MAX_JSON_INT 9007199254740992.0
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(cJSON *, cJSON_Delete);
+
+typedef struct EtcdConn {
+        int fd;
+        TlsConn *tls;
+        size_t endpoint;
+        struct EtcdConn *next;  /* in the idle list */
+} EtcdConn;
+
+typedef struct EtcdEndpoint {
+        char *url;
+        bool https;
+        char *host;             /* for getaddrinfo and certificate checks; IPv6 without [] */
+        char *port;
+        char *authority;        /* Host: header, as in the URL */
+        char *base_path;        /* "" or "/some/path", no trailing '/' */
+        EtcdConn *idle;
+        unsigned n_idle;
+} EtcdEndpoint;
+
+struct EtcdClient {
+        sd_event *event;
+        EtcdEndpoint *endpoints;
+        size_t n_endpoints;
+        size_t preferred;       /* the endpoint that answered last */
+        TlsContext *tls;
+        char *auth_header;
+        uint64_t timeout_usec;
+        size_t max_body_bytes;
+        uint64_t last_index;
+        uint64_t n_requests, bytes_in, bytes_out;
+        EtcdCall *calls;        /* in flight, async only */
+};
+
+typedef enum CallState {
+        CALL_CONNECTING,
+        CALL_HANDSHAKE,
+        CALL_SENDING,
+        CALL_RECEIVING,
+} CallState;
+
+struct EtcdCall {
+        EtcdClient *client;     /* NULL once detached (finished) */
+        EtcdCall *prev, *next;
+        sd_event *event;
+        bool watch, idempotent;
+
+        const char *http_method;
+        char *target;           /* "/v2/keys/...?..." (the endpoint's base path goes first) */
+        char *body;             /* form body, NULL for none */
+        uint64_t timeout_usec;  /* until the response head; for watches only the connect phase */
+        uint64_t watch_timeout_usec; /* watches: after the head, 0 = none */
+
+        /* Failover bookkeeping. */
+        size_t endpoint;
+        size_t n_attempts;
+        bool retried_stale;
+        int last_error;
+        EtcdResponse *last_resp;        /* the last 5xx, handed out if every endpoint fails */
+
+        /* The current attempt. */
+        CallState state;
+        EtcdConn *conn;
+        bool conn_reused;
+        bool force_new;
+        struct addrinfo *ai, *ai_cur;
+        sd_event_source *io, *timer;
+        Buf out;
+        size_t out_off;
+        HttpResponseParser parser;
+        bool sent, got_bytes, head_seen;
+
+        sd_event_source *start;
+        EtcdCallback cb;
+        void *userdata;
+        bool in_callback;
+
+        /* Blocking calls. */
+        bool done;
+        int result;
+        EtcdResponse *resp;
+};
+
+/* ---- Responses ---- */
+
+static EtcdNode *node_free(EtcdNode *n) {
+        if (!n)
+                return NULL;
+        for (size_t i = 0; i < n->n_nodes; i++)
+                node_free(n->nodes[i]);
+        free(n->nodes);
+        free(n->key);
+        free(n->value);
+        free(n);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(EtcdNode *, node_free);
+
+EtcdResponse *fl_etcd_response_free(EtcdResponse *r) {
+        if (!r)
+                return NULL;
+        free(r->action);
+        node_free(r->node);
+        node_free(r->prev_node);
+        free(r->error_message);
+        free(r->error_cause);
+        free(r);
+        return NULL;
+}
+
+EtcdResponse *fl_etcd_response_steal(EtcdResponse *r) {
+        EtcdResponse *n;
+
+        if (!r)
+                return NULL;
+        n = new(EtcdResponse, 1);
+        if (!n)
+                return NULL;
+        *n = *r;
+        *r = (EtcdResponse) { .http_status = n->http_status };
+        return n;
+}
+
+int fl_etcd_error_to_errno(int error_code) {
+        switch (error_code) {
+        case 0:
+                return 0;
+        case 100: /* Key not found */
+                return -ENOENT;
+        case 101: /* Compare failed */
+                return -ESTALE;
+        case 102: /* Not a file */
+                return -EISDIR;
+        case 104: /* Not a directory */
+                return -ENOTDIR;
+        case 105: /* Key already exists */
+                return -EEXIST;
+        case 107: /* Root is read only */
+                return -EROFS;
+        case 108: /* Directory not empty */
+                return -ENOTEMPTY;
+        case 110: /* Unauthorized */
+                return -EACCES;
+        case 300: /* Raft internal error */
+        case 301: /* During leader election */
+        case 400: /* Watcher cleared due to etcd recovery: watch again */
+                return -EAGAIN;
+        case 401: /* The event in requested index is outdated and cleared */
+                return -ERANGE;
+        default:
+                /* 200..299: the request itself was malformed (our bug or bad input). */
+                if (error_code >= 200 && error_code < 300)
+                        return -EINVAL;
+                return -EPROTO;
+        }
+}
+
+static bool json_uint(const cJSON *j, uint64_t *ret) {
+        double d;
+
+        if (!cJSON_IsNumber(j))
+                return false;
+        d = j->valuedouble;
+        if (!isfinite(d) || d < 0 || d > ETCD_MAX_JSON_INT || d != floor(d))
+                return false;
+        *ret = (uint64_t) d;
+        return true;
+}
+
+static bool json_int(const cJSON *j, int64_t *ret) {
+        double d;
+
+        if (!cJSON_IsNumber(j))
+                return false;
+        d = j->valuedouble;
+        if (!isfinite(d) || fabs(d) > ETCD_MAX_JSON_INT || d != floor(d))
+                return false;
+        *ret = (int64_t) d;
+        return true;
+}
+
+/* Optional string member: absent or null is fine, anything but a string is not. */
+static int json_opt_string(const cJSON *o, const char *name, char **ret) {
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, name);
+
+        if (!j || cJSON_IsNull(j))
+                return 0;
+        if (!cJSON_IsString(j) || !j->valuestring)
+                return -EBADMSG;
+        *ret = strdup(j->valuestring);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int json_opt_uint(const cJSON *o, const char *name, uint64_t *ret) {
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, name);
+
+        if (!j || cJSON_IsNull(j))
+                return 0;
+        return json_uint(j, ret) ? 0 : -EBADMSG;
+}
+
+static int node_decode(const cJSON *j, unsigned depth, EtcdNode **ret) {
+        _cleanup_(node_freep) EtcdNode *n = NULL;
+        const cJSON *x;
+        int r;
+
+        if (depth > ETCD_MAX_DEPTH || !cJSON_IsObject(j))
+                return -EBADMSG;
+        n = new0(EtcdNode, 1);
+        if (!n)
+                return -ENOMEM;
+
+        /* The root directory comes without "key". */
+        if ((r = json_opt_string(j, "key", &n->key)) < 0 ||
+            (r = json_opt_string(j, "value", &n->value)) < 0 ||
+            (r = json_opt_uint(j, "createdIndex", &n->created_index)) < 0 ||
+            (r = json_opt_uint(j, "modifiedIndex", &n->modified_index)) < 0)
+                return r;
+        x = cJSON_GetObjectItemCaseSensitive(j, "dir");
+        if (x && !cJSON_IsNull(x)) {
+                if (!cJSON_IsBool(x))
+                        return -EBADMSG;
+                n->dir = cJSON_IsTrue(x);
+        }
+        if (n->dir)
+                n->value = mfree(n->value);
+        x = cJSON_GetObjectItemCaseSensitive(j, "ttl");
+        if (x && !cJSON_IsNull(x) && !json_int(x, &n->ttl))
+                return -EBADMSG;
+
+        x = cJSON_GetObjectItemCaseSensitive(j, "nodes");
+        if (x && !cJSON_IsNull(x)) {
+                int count;
+                const cJSON *c;
+
+                if (!cJSON_IsArray(x))
+                        return -EBADMSG;
+                count = cJSON_GetArraySize(x);
+                if (count < 0)
+                        return -EBADMSG;
+                if (count > 0) {
+                        n->nodes = new0(EtcdNode *, (size_t) count);
+                        if (!n->nodes)
+                                return -ENOMEM;
+                }
+                cJSON_ArrayForEach(c, x) {
+                        if (n->n_nodes >= (size_t) count)
+                                return -EBADMSG;
+                        r = node_decode(c, depth + 1, &n->nodes[n->n_nodes]);
+                        if (r < 0)
+                                return r;
+                        n->n_nodes++;
+                }
+        }
+        *ret = TAKE_PTR(n);
+        return 0;
+}
+
+static int parse_index_header(const HttpResponse *h, const char *name, uint64_t *ret) {
+        const char *v = fl_http_response_header(h, name);
+        uint64_t x = 0;
+
+        if (!v)
+                return 0;
+        if (!*v)
+                return -EBADMSG;
+        for (const char *c = v; *c; c++) {
+                if (*c < '0' || *c > '9' || x > (UINT64_MAX - 9) / 10)
+                        return -EBADMSG;
+                x = x * 10 + (uint64_t) (*c - '0');
+        }
+        *ret = x;
+        return 0;
+}
+
+static int json_parse_body(const Buf *body, cJSON **ret) {
+        cJSON *j;
+
+        /* Exactly one JSON value and nothing else; embedded NULs would cut it short silently. */
+        if (body->len == 0 || strlen(body->data) != body->len)
+                return -EBADMSG;
+        j = cJSON_ParseWithLengthOpts(body->data, body->len + 1, NULL, true);
+        if (!j)
+                return -EBADMSG;
+        *ret = j;
+        return 0;
+}
+
+/* Decodes an HTTP response into *ret (set whenever the reply was well-formed, also for etcd
+ * errors) and returns what the caller gets: 0, a mapped etcd error, or -EBADMSG. */
+int fl_etcd_response_decode(const HttpResponse *h, bool watch, EtcdResponse **ret) {
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *resp = NULL;
+        _cleanup_(cJSON_Deletep) cJSON *j = NULL;
+        const cJSON *x;
+        int r;
+
+        *ret = NULL;
+        resp = new0(EtcdResponse, 1);
+        if (!resp)
+                return -ENOMEM;
+        resp->http_status = h->status;
+        if (parse_index_header(h, "X-Etcd-Index", &resp->etcd_index) < 0 ||
+            parse_index_header(h, "X-Raft-Index", &resp->raft_index) < 0)
+                return -EBADMSG;
+
+        if (h->status >= 200 && h->status < 300) {
+                if (h->body.len == 0) {
+                        /* Some etcd versions end a long poll with an empty body (e.g. on
+                         * shutdown): nothing happened, watch again. */
+                        if (!watch)
+                                return -EBADMSG;
+                        *ret = TAKE_PTR(resp);
+                        return -EAGAIN;
+                }
+                r = json_parse_body(&h->body, &j);
+                if (r < 0)
+                        return r;
+                if (!cJSON_IsObject(j))
+                        return -EBADMSG;
+                x = cJSON_GetObjectItemCaseSensitive(j, "action");
+                if (!cJSON_IsString(x) || !x->valuestring)
+                        return -EBADMSG;
+                resp->action = strdup(x->valuestring);
+                if (!resp->action)
+                        return -ENOMEM;
+                r = node_decode(cJSON_GetObjectItemCaseSensitive(j, "node"), 0, &resp->node);
+                if (r < 0)
+                        return r;
+                x = cJSON_GetObjectItemCaseSensitive(j, "prevNode");
+                if (x && !cJSON_IsNull(x)) {
+                        r = node_decode(x, 0, &resp->prev_node);
+                        if (r < 0)
+                                return r;
+                }
+                *ret = TAKE_PTR(resp);
+                return 0;
+        }
+
+        /* An error. etcd explains it in JSON; a proxy or a non-etcd server may not. */
+        if (json_parse_body(&h->body, &j) >= 0 && cJSON_IsObject(j)) {
+                double d;
+
+                x = cJSON_GetObjectItemCaseSensitive(j, "errorCode");
+                if (x) {
+                        if (!cJSON_IsNumber(x))
+                                return -EBADMSG;
+                        d = x->valuedouble;
+                        if (!isfinite(d) || d < 1 || d > 100000 || d != floor(d))
+                                return -EBADMSG;
+                        resp->error_code = (int) d;
+                }
+                if ((r = json_opt_string(j, "message", &resp->error_message)) < 0 ||
+                    (r = json_opt_string(j, "cause", &resp->error_cause)) < 0 ||
+                    (r = json_opt_uint(j, "index", &resp->error_index)) < 0)
+                        return r;
+        }
+        if (resp->error_code != 0)
+                r = fl_etcd_error_to_errno(resp->error_code);
+        else if (h->status == 401 || h->status == 403)
+                r = -EACCES;    /* etcd's auth layer: {"message":"Insufficient credentials"} */
+        else if (h->status >= 500)
+                r = -EAGAIN;
+        else
+                r = -EPROTO;
+        *ret = TAKE_PTR(resp);
+        return r;
+}
+
+/* ---- Endpoints and connections ---- */
+
+static int parse_endpoint(const char *url, EtcdEndpoint *ep) {
+        const char *rest, *slash, *host_end, *port = NULL;
+        size_t authority_len;
+
+        if ((rest = startswith(url, "http://")))
+                ep->https = false;
+        else if ((rest = startswith(url, "https://")))
+                ep->https = true;
+        else
+                return -EINVAL;
+
+        authority_len = strcspn(rest, "/?#");
+        if (rest[authority_len] == '?' || rest[authority_len] == '#' || authority_len == 0)
+                return -EINVAL;
+        if (memchr(rest, '@', authority_len))
+                return -EINVAL;     /* credentials go in the config, never in URLs */
+        ep->authority = strndup(rest, authority_len);
+        if (!ep->authority)
+                return -ENOMEM;
+
+        if (rest[0] == '[') {
+                host_end = memchr(rest, ']', authority_len);
+                if (!host_end)
+                        return -EINVAL;
+                ep->host = strndup(rest + 1, host_end - rest - 1);
+                host_end++;
+        } else {
+                host_end = memchr(rest, ':', authority_len) ?: rest + authority_len;
+                ep->host = strndup(rest, host_end - rest);
+        }
+        if (!ep->host)
+                return -ENOMEM;
+        if (!*ep->host)
+                return -EINVAL;
+        if (host_end < rest + authority_len) {
+                if (*host_end != ':')
+                        return -EINVAL;
+                port = host_end + 1;
+                size_t pl = rest + authority_len - port;
+                if (pl == 0 || pl > 5 || strspn(port, "0123456789") < pl)
+                        return -EINVAL;
+                ep->port = strndup(port, pl);
+                if (ep->port && atoi(ep->port) > 65535)
+                        return -EINVAL;
+        } else
+                ep->port = strdup(ep->https ? "443" : "80");
+        if (!ep->port)
+                return -ENOMEM;
+
+        slash = rest + authority_len;
+        if (strpbrk(slash, "?# \t\r\n"))
+                return -EINVAL;
+        ep->base_path = strdup(slash);
+        if (!ep->base_path)
+                return -ENOMEM;
+        for (size_t l = strlen(ep->base_path); l > 0 && ep->base_path[l - 1] == '/'; l--)
+                ep->base_path[l - 1] = 0;
+        ep->url = strdup(url);
+        return ep->url ? 0 : -ENOMEM;
+}
+
+static EtcdConn *conn_free(EtcdConn *k) {
+        if (!k)
+                return NULL;
+        fl_tls_conn_free(k->tls);
+        safe_close(k->fd);
+        free(k);
+        return NULL;
+}
+
+static ssize_t conn_read(EtcdConn *k, void *buf, size_t n) {
+        ssize_t l;
+
+        if (k->tls)
+                return fl_tls_conn_read(k->tls, buf, n);
+        do
+                l = recv(k->fd, buf, n, MSG_DONTWAIT);
+        while (l < 0 && errno == EINTR);
+        if (l < 0)
+                return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        return l;
+}
+
+static ssize_t conn_write(EtcdConn *k, const void *buf, size_t n) {
+        ssize_t l;
+
+        if (k->tls)
+                return fl_tls_conn_write(k->tls, buf, n);
+        do
+                l = send(k->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (l < 0 && errno == EINTR);
+        if (l < 0)
+                return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        return l;
+}
+
+/* An idle connection is usable only if the server has neither closed it nor sent anything
+ * unasked (which for TLS would be an alert or close_notify). */
+static bool conn_alive(EtcdConn *k) {
+        char c;
+        ssize_t l = recv(k->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        return l < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static EtcdConn *pool_take(EtcdClient *c, size_t endpoint) {
+        EtcdEndpoint *ep = &c->endpoints[endpoint];
+
+        while (ep->idle) {
+                EtcdConn *k = ep->idle;
+                ep->idle = k->next;
+                ep->n_idle--;
+                k->next = NULL;
+                if (conn_alive(k))
+                        return k;
+                log_debug("etcd: dropping idle connection to %s closed by the server", ep->url);
+                conn_free(k);
+        }
+        return NULL;
+}
+
+static void pool_put(EtcdClient *c, EtcdConn *k) {
+        EtcdEndpoint *ep = &c->endpoints[k->endpoint];
+
+        if (ep->n_idle >= ETCD_POOL_MAX) {
+                conn_free(k);
+                return;
+        }
+        k->next = ep->idle;
+        ep->idle = k;
+        ep->n_idle++;
+}
+
+/* ---- Client ---- */
+
+EtcdClient *fl_etcd_client_free(EtcdClient *c) {
+        if (!c)
+                return NULL;
+        while (c->calls)
+                fl_etcd_call_cancel(c->calls);
+        for (size_t i = 0; i < c->n_endpoints; i++) {
+                EtcdEndpoint *ep = &c->endpoints[i];
+                while (ep->idle) {
+                        EtcdConn *k = ep->idle;
+                        ep->idle = k->next;
+                        conn_free(k);
+                }
+                free(ep->url);
+                free(ep->host);
+                free(ep->port);
+                free(ep->authority);
+                free(ep->base_path);
+        }
+        free(c->endpoints);
+        fl_tls_context_free(c->tls);
+        free(c->auth_header);
+        sd_event_unref(c->event);
+        free(c);
+        return NULL;
+}
+
+static int make_auth_header(const char *user, const char *password, char **ret) {
+        _cleanup_free_ char *plain = NULL, *enc = NULL;
+        size_t l, n = 0;
+
+        if (asprintf(&plain, "%s:%s", user, strempty(password)) < 0)
+                return -ENOMEM;
+        if (strpbrk(plain, "\r\n"))
+                return -EINVAL;
+        l = strlen(plain);
+        (void) mbedtls_base64_encode(NULL, 0, &n, (const unsigned char *) plain, l);
+        enc = malloc(n + 1);
+        if (!enc)
+                return -ENOMEM;
+        if (mbedtls_base64_encode((unsigned char *) enc, n + 1, &n, (const unsigned char *) plain, l) != 0)
+                return -EINVAL;
+        enc[n] = 0;
+        if (asprintf(ret, "Authorization: Basic %s", enc) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int fl_etcd_client_new(const EtcdConfig *cfg, sd_event *event, EtcdClient **ret) {
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL;
+        size_t n = fl_strv_length(cfg->endpoints);
+        bool https = false;
+        int r;
+
+        if (n == 0)
+                return -EINVAL;
+        c = new0(EtcdClient, 1);
+        if (!c)
+                return -ENOMEM;
+        c->endpoints = new0(EtcdEndpoint, n);
+        if (!c->endpoints)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                c->n_endpoints++;
+                r = parse_endpoint(cfg->endpoints[i], &c->endpoints[i]);
+                if (r < 0) {
+                        log_debug("etcd: bad endpoint \"%s\"", cfg->endpoints[i]);
+                        return r;
+                }
+                https = https || c->endpoints[i].https;
+        }
+        c->timeout_usec = cfg->request_timeout_usec ?: ETCD_DEFAULT_TIMEOUT_USEC;
+        c->max_body_bytes = cfg->max_body_bytes ?: FL_HTTP_CLIENT_DEFAULT_MAX_BODY_BYTES;
+        if (cfg->username) {
+                r = make_auth_header(cfg->username, cfg->password, &c->auth_header);
+                if (r < 0)
+                        return r;
+        }
+        if (https) {
+                _cleanup_free_ char *err = NULL;
+                r = fl_tls_context_new(cfg->ca_file, cfg->cert_file, cfg->key_file,
+                                       cfg->insecure_skip_verify, &c->tls, &err);
+                if (r < 0) {
+                        log_debug("etcd: %s", strempty(err));
+                        return r;
+                }
+        }
+        if (event)
+                c->event = sd_event_ref(event);
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+uint64_t fl_etcd_client_last_index(EtcdClient *c) {
+        return c->last_index;
+}
+
+void fl_etcd_client_stats(EtcdClient *c, uint64_t *ret_requests, uint64_t *ret_bytes_in,
+                          uint64_t *ret_bytes_out) {
+        if (ret_requests)
+                *ret_requests = c->n_requests;
+        if (ret_bytes_in)
+                *ret_bytes_in = c->bytes_in;
+        if (ret_bytes_out)
+                *ret_bytes_out = c->bytes_out;
+}
+
+/* ---- Requests ---- */
+
+static int add_param(Buf *b, const char *name, const char *value) {
+        int r;
+
+        if (b->len > 0 && (r = fl_buf_putc(b, '&')) < 0)
+                return r;
+        if ((r = fl_buf_puts(b, name)) < 0 || (r = fl_buf_putc(b, '=')) < 0)
+                return r;
+        return fl_http_client_escape(b, value, true);
+}
+
+static int add_param_u64(Buf *b, const char *name, uint64_t value) {
+        char s[32];
+        snprintf(s, sizeof(s), "%" PRIu64, value);
+        return add_param(b, name, s);
+}
+
+/* Fills the method, target and body of a call from req. */
+static int call_build(EtcdCall *call, const EtcdRequest *req) {
+        Buf path = BUF_INIT, query = BUF_INIT, form = BUF_INIT;
+        int r;
+
+        if (!req->key)
+                return -EINVAL;
+
+        r = fl_buf_puts(&path, "/v2/keys");
+        if (r >= 0 && req->key[0] != '/')
+                r = fl_buf_putc(&path, '/');
+        if (r >= 0)
+                r = fl_http_client_escape(&path, req->key, false);
+        if (r < 0)
+                goto finish;
+
+        call->idempotent = true;
+        switch (req->method) {
+        case ETCD_GET:
+                call->http_method = "GET";
+                if (req->recursive && (r = add_param(&query, "recursive", "true")) < 0)
+                        goto finish;
+                if (req->sorted && (r = add_param(&query, "sorted", "true")) < 0)
+                        goto finish;
+                if (req->quorum && (r = add_param(&query, "quorum", "true")) < 0)
+                        goto finish;
+                break;
+        case ETCD_WATCH:
+                call->http_method = "GET";
+                call->watch = true;
+                if ((r = add_param(&query, "wait", "true")) < 0)
+                        goto finish;
+                if (req->recursive && (r = add_param(&query, "recursive", "true")) < 0)
+                        goto finish;
+                if (req->wait_index > 0 && (r = add_param_u64(&query, "waitIndex", req->wait_index)) < 0)
+                        goto finish;
+                break;
+        case ETCD_SET:
+                call->http_method = "PUT";
+                if (req->refresh) {
+                        /* A refresh only extends the TTL; watchers are not told. etcd refuses a
+                         * value with it and requires prevExist=true. */
+                        if (req->ttl_sec == 0 || req->value || req->prev_exist == ETCD_PREV_NOT_EXIST) {
+                                r = -EINVAL;
+                                goto finish;
+                        }
+                        if ((r = add_param(&form, "refresh", "true")) < 0)
+                                goto finish;
+                } else if (req->dir) {
+                        if (req->value) {
+                                r = -EINVAL;
+                                goto finish;
+                        }
+                        if ((r = add_param(&form, "dir", "true")) < 0)
+                                goto finish;
+                } else if ((r = add_param(&form, "value", strempty(req->value))) < 0)
+                        goto finish;
+                if (req->ttl_sec > 0 && (r = add_param_u64(&form, "ttl", req->ttl_sec)) < 0)
+                        goto finish;
+                if (req->refresh || req->prev_exist == ETCD_PREV_EXIST)
+                        r = add_param(&form, "prevExist", "true");
+                else if (req->prev_exist == ETCD_PREV_NOT_EXIST) {
+                        r = add_param(&form, "prevExist", "false");
+                        /* A create: a retry after it went through fails with "exists". */
+                        call->idempotent = false;
+                }
+                if (r < 0)
+                        goto finish;
+                if (req->prev_index > 0 && (r = add_param_u64(&form, "prevIndex", req->prev_index)) < 0)
+                        goto finish;
+                if (req->prev_value && (r = add_param(&form, "prevValue", req->prev_value)) < 0)
+                        goto finish;
+                break;
+        case ETCD_DELETE:
+                call->http_method = "DELETE";
+                /* Go's ParseForm reads no body for DELETE: everything goes in the query. */
+                if (req->recursive && (r = add_param(&query, "recursive", "true")) < 0)
+                        goto finish;
+                if (req->dir && (r = add_param(&query, "dir", "true")) < 0)
+                        goto finish;
+                if (req->prev_index > 0 && (r = add_param_u64(&query, "prevIndex", req->prev_index)) < 0)
+                        goto finish;
+                if (req->prev_value && (r = add_param(&query, "prevValue", req->prev_value)) < 0)
+                        goto finish;
+                break;
+        case ETCD_CREATE_INORDER:
+                call->http_method = "POST";
+                /* Each retry would create another key. */
+                call->idempotent = false;
+                if ((r = add_param(&form, "value", strempty(req->value))) < 0)
+                        goto finish;
+                if (req->ttl_sec > 0 && (r = add_param_u64(&form, "ttl", req->ttl_sec)) < 0)
+                        goto finish;
+                break;
+        default:
+                r = -EINVAL;
+                goto finish;
+        }
+        if (query.len > 0 &&
+            ((r = fl_buf_putc(&path, '?')) < 0 || (r = fl_buf_append(&path, query.data, query.len)) < 0))
+                goto finish;
+        call->target = fl_buf_steal(&path);
+        if (!call->target) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        if (streq(call->http_method, "PUT") || streq(call->http_method, "POST")) {
+                call->body = fl_buf_steal(&form);
+                if (!call->body)
+                        r = -ENOMEM;
+        }
+finish:
+        fl_buf_done(&path);
+        fl_buf_done(&query);
+        fl_buf_done(&form);
+        return r;
+}
+
+/* ---- Calls ---- */
+
+static void attempt_reset(EtcdCall *call) {
+        call->io = sd_event_source_disable_unref(call->io);
+        call->timer = sd_event_source_disable_unref(call->timer);
+        call->conn = conn_free(call->conn);
+        if (call->ai) {
+                freeaddrinfo(call->ai);
+                call->ai = call->ai_cur = NULL;
+        }
+        fl_buf_done(&call->out);
+        call->out_off = 0;
+        fl_http_response_parser_done(&call->parser);
+        call->sent = call->got_bytes = call->head_seen = false;
+}
+
+static void call_detach(EtcdCall *call) {
+        EtcdClient *c = call->client;
+
+        if (!c)
+                return;
+        if (call->prev)
+                call->prev->next = call->next;
+        else if (c->calls == call)
+                c->calls = call->next;
+        if (call->next)
+                call->next->prev = call->prev;
+        call->prev = call->next = NULL;
+        call->client = NULL;
+}
+
+static EtcdCall *call_free(EtcdCall *call) {
+        if (!call)
+                return NULL;
+        call_detach(call);
+        attempt_reset(call);
+        call->start = sd_event_source_disable_unref(call->start);
+        fl_etcd_response_free(call->last_resp);
+        fl_etcd_response_free(call->resp);
+        free(call->target);
+        free(call->body);
+        sd_event_unref(call->event);
+        free(call);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(EtcdCall *, call_free);
+
+EtcdCall *fl_etcd_call_cancel(EtcdCall *call) {
+        if (!call)
+                return NULL;
+        /* Cancelling from its own callback: the call is freed when the callback returns. */
+        if (call->in_callback)
+                return NULL;
+        call_free(call);
+        return NULL;
+}
+
+static void call_finish(EtcdCall *call, int r, EtcdResponse *resp) {
+        EtcdCallback cb = call->cb;
+        EtcdClient *c = call->client;
+
+        attempt_reset(call);
+        call_detach(call);
+        if (!cb) {
+                /* Blocking: fl_etcd_call() picks the result up. */
+                call->done = true;
+                call->result = r;
+                call->resp = resp;
+                return;
+        }
+        call->in_callback = true;
+        cb(c, r, resp, call->userdata);
+        fl_etcd_response_free(resp);
+        call_free(call);
+}
+
+static int attempt_start(EtcdCall *call);
+static void call_run(EtcdCall *call);
+
+/* What a connection the server closed while idle looks like when we use it. */
+static bool is_stale_error(int r) {
+        return r == -ECONNRESET || r == -EPIPE || r == -ECONNABORTED || r == -ENOTCONN;
+}
+
+/* The current attempt failed with r: retry on a fresh connection if a reused one turned out
+ * stale, else move on to the next endpoint. */
+static void attempt_failed(EtcdCall *call, int r, EtcdResponse *resp) {
+        EtcdClient *c = call->client;
+        EtcdEndpoint *ep = &c->endpoints[call->endpoint];
+
+        log_debug("etcd: %s %s on %s failed: %s", call->http_method, call->target, ep->url, strerror(-r));
+        if (call->conn_reused && !call->got_bytes && !call->retried_stale && !resp && is_stale_error(r)) {
+                /* The server closed the idle connection just as we used it: it cannot have
+                 * acted on the request, so it is safe to send it again. */
+                call->retried_stale = true;
+                call->force_new = true;
+                attempt_reset(call);
+                call_run(call);
+                return;
+        }
+        if (!call->idempotent && call->sent) {
+                /* The member may have applied it (a 5xx from raft can still commit later):
+                 * repeating a create elsewhere could create twice or fail falsely. */
+                attempt_reset(call);
+                call_finish(call, r, resp);
+                return;
+        }
+        attempt_reset(call);
+        call->last_error = r;
+        if (resp) {
+                fl_etcd_response_free(call->last_resp);
+                call->last_resp = resp;
+        }
+        call->n_attempts++;
+        call->endpoint = (call->endpoint + 1) % c->n_endpoints;
+        call->retried_stale = false;
+        call->force_new = false;
+        call_run(call);
+}
+
+static void call_run(EtcdCall *call) {
+        EtcdClient *c = call->client;
+
+        for (;;) {
+                int r;
+
+                if (call->n_attempts >= c->n_endpoints) {
+                        EtcdResponse *resp = TAKE_PTR(call->last_resp);
+                        call_finish(call, call->last_error ?: -ECONNREFUSED, resp);
+                        return;
+                }
+                r = attempt_start(call);
+                if (r >= 0)
+                        return;
+                if (r == -ENOMEM) {
+                        call_finish(call, r, NULL);
+                        return;
+                }
+                log_debug("etcd: %s: %s", c->endpoints[call->endpoint].url, strerror(-r));
+                attempt_reset(call);
+                call->last_error = r;
+                call->n_attempts++;
+                call->endpoint = (call->endpoint + 1) % c->n_endpoints;
+                call->retried_stale = call->force_new = false;
+        }
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+static int set_events(EtcdCall *call, uint32_t events) {
+        return sd_event_source_set_io_events(call->io, events);
+}
+
+/* Connects to the next address of the current endpoint; 0 when under way. */
+static int connect_next(EtcdCall *call) {
+        int r = -EHOSTUNREACH;
+
+        for (; call->ai_cur; call->ai_cur = call->ai_cur->ai_next) {
+                struct addrinfo *a = call->ai_cur;
+                _cleanup_close_ int fd = -EBADF;
+                int one = 1;
+
+                fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+                if (fd < 0) {
+                        r = -errno;
+                        continue;
+                }
+                /* Requests are small and answered at once: no Nagle delay. */
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                if (connect(fd, a->ai_addr, a->ai_addrlen) < 0 && errno != EINPROGRESS) {
+                        r = -errno;
+                        continue;
+                }
+                call->conn = new0(EtcdConn, 1);
+                if (!call->conn)
+                        return -ENOMEM;
+                call->conn->fd = TAKE_FD(fd);
+                call->conn->endpoint = call->endpoint;
+                call->ai_cur = a->ai_next;
+                call->state = CALL_CONNECTING;
+                return 0;
+        }
+        return r;
+}
+
+static int attempt_start(EtcdCall *call) {
+        EtcdClient *c = call->client;
+        EtcdEndpoint *ep = &c->endpoints[call->endpoint];
+        char *headers[3] = {};
+        size_t n_headers = 0;
+        _cleanup_free_ char *target = NULL;
+        int r;
+
+        fl_http_response_parser_init(&call->parser, 0, c->max_body_bytes, false);
+
+        if (asprintf(&target, "%s%s", ep->base_path, call->target) < 0)
+                return -ENOMEM;
+        if (c->auth_header)
+                headers[n_headers++] = c->auth_header;
+        headers[n_headers++] = (char *) "Accept: application/json";
+        r = fl_http_client_write_request(&call->out, call->http_method, target, ep->authority, headers,
+                                         call->body ? "application/x-www-form-urlencoded" : NULL, call->body,
+                                         call->body ? strlen(call->body) : 0);
+        if (r < 0)
+                return r;
+
+        call->conn = call->force_new ? NULL : pool_take(c, call->endpoint);
+        call->conn_reused = !!call->conn;
+        if (call->conn)
+                call->state = CALL_SENDING;
+        else {
+                struct addrinfo hints = {
+                        .ai_family = AF_UNSPEC,
+                        .ai_socktype = SOCK_STREAM,
+                        .ai_flags = AI_NUMERICSERV,
+                };
+                /* Blocking, but endpoints are nearly always IP literals or /etc/hosts names. */
+                r = getaddrinfo(ep->host, ep->port, &hints, &call->ai);
+                if (r != 0) {
+                        log_debug("etcd: cannot resolve %s: %s", ep->host, gai_strerror(r));
+                        call->ai = NULL;
+                        return r == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH;
+                }
+                call->ai_cur = call->ai;
+                r = connect_next(call);
+                if (r < 0)
+                        return r;
+        }
+
+        r = sd_event_add_io(call->event, &call->io, call->conn->fd, EPOLLOUT, on_io, call);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(call->event, &call->timer, CLOCK_MONOTONIC, call->timeout_usec, 0,
+                                       on_timer, call);
+        if (r < 0)
+                return r;
+        c->n_requests++;
+        return 0;
+}
+
+static void response_complete(EtcdCall *call, bool reusable) {
+        EtcdClient *c = call->client;
+        _cleanup_(fl_http_response_freep) HttpResponse *h = fl_http_response_parser_take(&call->parser);
+        EtcdResponse *resp = NULL;
+        int r;
+
+        call->io = sd_event_source_disable_unref(call->io);
+        call->timer = sd_event_source_disable_unref(call->timer);
+        if (reusable && h->keep_alive)
+                pool_put(c, TAKE_PTR(call->conn));
+        else
+                call->conn = conn_free(call->conn);
+
+        r = fl_etcd_response_decode(h, call->watch, &resp);
+        if (resp && resp->etcd_index > c->last_index)
+                c->last_index = resp->etcd_index;
+        if (h->status >= 500) {
+                /* The member is unwell (no leader, raft timeout): another may do better. */
+                attempt_failed(call, r < 0 ? r : -EAGAIN, resp);
+                return;
+        }
+        if (r == -EBADMSG && !resp) {
+                attempt_failed(call, r, NULL);
+                return;
+        }
+        c->preferred = call->endpoint;
+        call_finish(call, r, resp);
+}
+
+static int do_connecting(EtcdCall *call) {
+        EtcdClient *c = call->client;
+        EtcdEndpoint *ep = &c->endpoints[call->endpoint];
+        int err = 0, r;
+        socklen_t l = sizeof(err);
+
+        if (getsockopt(call->conn->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+                err = errno;
+        if (err != 0) {
+                /* Try the endpoint's next address before giving up on it. */
+                call->io = sd_event_source_disable_unref(call->io);
+                call->conn = conn_free(call->conn);
+                r = connect_next(call);
+                if (r < 0)
+                        return r == -EHOSTUNREACH ? -err : r;
+                r = sd_event_add_io(call->event, &call->io, call->conn->fd, EPOLLOUT, on_io, call);
+                return r < 0 ? r : -EINPROGRESS;
+        }
+        if (ep->https) {
+                r = fl_tls_conn_new(c->tls, call->conn->fd, ep->host, &call->conn->tls);
+                if (r < 0)
+                        return r;
+                call->state = CALL_HANDSHAKE;
+        } else
+                call->state = CALL_SENDING;
+        return 0;
+}
+
+static int do_io(EtcdCall *call) {
+        EtcdClient *c = call->client;
+        int r;
+
+        switch (call->state) {
+        case CALL_CONNECTING:
+                r = do_connecting(call);
+                if (r == -EINPROGRESS)
+                        return 0;
+                if (r < 0)
+                        return r;
+                /* fall through */
+        case CALL_HANDSHAKE:
+                if (call->state == CALL_HANDSHAKE) {
+                        r = fl_tls_conn_handshake(call->conn->tls);
+                        if (r == -EAGAIN)
+                                return set_events(call, fl_tls_conn_want(call->conn->tls));
+                        if (r < 0)
+                                return r;
+                        call->state = CALL_SENDING;
+                }
+                /* fall through */
+        case CALL_SENDING:
+                while (call->out_off < call->out.len) {
+                        ssize_t n = conn_write(call->conn, call->out.data + call->out_off,
+                                               call->out.len - call->out_off);
+                        if (n == -EAGAIN)
+                                return set_events(call, call->conn->tls ? fl_tls_conn_want(call->conn->tls)
+                                                                        : EPOLLOUT);
+                        if (n < 0)
+                                return (int) n;
+                        if (n == 0)
+                                return -ECONNRESET;
+                        call->out_off += (size_t) n;
+                        call->sent = true;
+                        c->bytes_out += (uint64_t) n;
+                }
+                call->state = CALL_RECEIVING;
+                r = set_events(call, EPOLLIN);
+                if (r < 0)
+                        return r;
+                /* fall through */
+        case CALL_RECEIVING:
+                for (;;) {
+                        char buf[16384];
+                        size_t consumed;
+                        ssize_t n = conn_read(call->conn, buf, sizeof(buf));
+
+                        if (n == -EAGAIN)
+                                return set_events(call, call->conn->tls ? fl_tls_conn_want(call->conn->tls)
+                                                                        : EPOLLIN);
+                        if (n < 0)
+                                return (int) n;
+                        if (n == 0) {
+                                if (!call->got_bytes)
+                                        return -ECONNRESET;
+                                r = fl_http_response_parser_eof(&call->parser);
+                                if (r < 0)
+                                        return r;
+                                response_complete(call, false);
+                                return 1;
+                        }
+                        call->got_bytes = true;
+                        c->bytes_in += (uint64_t) n;
+                        r = fl_http_response_parser_feed(&call->parser, buf, (size_t) n, &consumed);
+                        if (r < 0)
+                                return r;
+                        if (r > 0) {
+                                /* Bytes beyond the response were never asked for: the
+                                 * connection is out of step, do not reuse it. */
+                                response_complete(call, consumed == (size_t) n);
+                                return 1;
+                        }
+                        if (!call->head_seen && call->parser.state != HTTP_RESPONSE_STATUS_LINE &&
+                            call->parser.state != HTTP_RESPONSE_HEADERS) {
+                                call->head_seen = true;
+                                /* etcd sends a watch's head at once and the event whenever it
+                                 * happens: from here on only the watch's own timeout counts. */
+                                if (call->watch) {
+                                        call->timer = sd_event_source_disable_unref(call->timer);
+                                        if (call->watch_timeout_usec > 0) {
+                                                r = sd_event_add_time_relative(call->event, &call->timer,
+                                                                               CLOCK_MONOTONIC,
+                                                                               call->watch_timeout_usec, 0,
+                                                                               on_timer, call);
+                                                if (r < 0)
+                                                        return r;
+                                        }
+                                }
+                        }
+                }
+        }
+        return -EINVAL;
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        EtcdCall *call = userdata;
+        int r = do_io(call);
+
+        if (r < 0)
+                attempt_failed(call, r, NULL);
+        return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        EtcdCall *call = userdata;
+
+        if (call->watch && call->head_seen) {
+                /* A quiet watch is not a failing endpoint. */
+                call_finish(call, -ETIMEDOUT, NULL);
+                return 0;
+        }
+        attempt_failed(call, -ETIMEDOUT, NULL);
+        return 0;
+}
+
+static int call_new(EtcdClient *c, const EtcdRequest *req, sd_event *event, EtcdCall **ret) {
+        _cleanup_(call_freep) EtcdCall *call = NULL;
+        int r;
+
+        call = new0(EtcdCall, 1);
+        if (!call)
+                return -ENOMEM;
+        call->client = c;
+        call->event = sd_event_ref(event);
+        call->endpoint = c->preferred % c->n_endpoints;
+        r = call_build(call, req);
+        if (r < 0)
+                return r;
+        if (call->watch) {
+                call->timeout_usec = c->timeout_usec;
+                call->watch_timeout_usec = req->timeout_usec;
+        } else
+                call->timeout_usec = req->timeout_usec ?: c->timeout_usec;
+        *ret = TAKE_PTR(call);
+        return 0;
+}
+
+int fl_etcd_call(EtcdClient *c, const EtcdRequest *req, EtcdResponse **ret) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(call_freep) EtcdCall *call = NULL;
+        int r;
+
+        if (ret)
+                *ret = NULL;
+        if (!c || !req)
+                return -EINVAL;
+        r = sd_event_new(&e);
+        if (r < 0)
+                return r;
+        r = call_new(c, req, e, &call);
+        if (r < 0)
+                return r;
+        call_run(call);
+        while (!call->done) {
+                r = sd_event_run(e, UINT64_MAX);
+                if (r < 0)
+                        return r;
+        }
+        if (ret)
+                *ret = TAKE_PTR(call->resp);
+        return call->result;
+}
+
+static int on_start(sd_event_source *s, void *userdata) {
+        EtcdCall *call = userdata;
+
+        call->start = sd_event_source_disable_unref(call->start);
+        call_run(call);
+        return 0;
+}
+
+int fl_etcd_call_async(EtcdClient *c, const EtcdRequest *req, EtcdCallback cb, void *userdata,
+                       EtcdCall **ret_call) {
+        _cleanup_(call_freep) EtcdCall *call = NULL;
+        int r;
+
+        if (!c || !req || !cb)
+                return -EINVAL;
+        if (!c->event)
+                return -ENOTCONN;
+        r = call_new(c, req, c->event, &call);
+        if (r < 0)
+                return r;
+        call->cb = cb;
+        call->userdata = userdata;
+        /* Start from the loop, never from here: the callback must not run before the caller
+         * has stored the call, and failures to connect show up at once for local ports. */
+        r = sd_event_add_defer(c->event, &call->start, on_start, call);
+        if (r < 0)
+                return r;
+        call->next = c->calls;
+        if (c->calls)
+                c->calls->prev = call;
+        c->calls = call;
+        if (ret_call)
+                *ret_call = call;
+        TAKE_PTR(call);
+        return 0;
+}
