@@ -578,10 +578,10 @@ static void job_done(Agent *a, int error, const char *message) {
                                 fl_agent_task_type_to_string(j->type), j->name, j->reason,
                                 message ?: strerror(-error));
                 /* fleet ends the pass at the first failure, so one broken unit blocks every
-                 * other; we only skip the remaining tasks of that unit. A failed reload ends
-                 * the pass: what follows may need it. */
-                if (!a->purge_pass &&
-                    (j->type == AGENT_TASK_RELOAD || fl_strv_extend(&a->failed, j->name) < 0)) {
+                 * other; we only skip the remaining tasks of that unit. A failed reload (what
+                 * follows may need it) or a lost systemd connection ends the pass. */
+                if (!a->purge_pass && (j->type == AGENT_TASK_RELOAD || error == -ECONNRESET ||
+                                       error == -ENOTCONN || fl_strv_extend(&a->failed, j->name) < 0)) {
                         pass_end(a);
                         return;
                 }

@@ -221,6 +221,10 @@ c_stop_refused() {
 	edel job/stubborn.service/target && eput job/stubborn.service/target-state inactive || return 1
 	wait_for 15 "unload failure" logged "AgentReconciler task failed: type=UnloadUnit job=stubborn.service" || return 1
 	[ -f "$UNITS/stubborn.service" ] && active stubborn.service || { echo "file removed or unit stopped"; return 1; }
+	# It does not block the other units (fleet ended the whole pass at the first failure).
+	submit after.service "$(svc 1012)" launched "$ID" >/dev/null || return 1
+	wait_for 15 "after.service active" active after.service || return 1
+	active stubborn.service || return 1
 	sctl kill stubborn.service || return 1
 	wait_for 20 "stubborn.service unloaded" eval '[ ! -e "$UNITS/stubborn.service" ]'
 }

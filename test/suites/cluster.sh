@@ -326,7 +326,7 @@ test_ReconfigureServer() {
 	new_cluster 1 || return 1
 	cl_exec 1 test -S /var/run/fleet.sock || return 1
 	ctl start hello.service >/dev/null && ctl unload hello.service >/dev/null || return 1
-	cl_exec 1 systemctl kill -s HUP fleet.service || return 1
+	cl_exec 1 systemctl kill --kill-whom=main -s HUP fleet.service || return 1
 	wait_until 10 eval 'fleet_log 1 | grep -q "Reloading configuration"' || return 1
 	ctl list-units >/dev/null || return 1
 	! fleet_log 1 | grep -q 'Failed serving HTTP on listener' && cl_exec 1 systemctl is-active -q fleet
@@ -334,7 +334,7 @@ test_ReconfigureServer() {
 test_Shutdown() {
 	new_cluster 1 || return 1
 	cl_exec 1 systemctl stop fleet || return 1
-	expect_eq state "$(cl_exec 1 systemctl show -p ActiveState,Result fleet | tr '\n' ' ')" "ActiveState=inactive Result=success "
+	expect_eq state "$(cl_exec 1 systemctl show --value -p ActiveState fleet) $(cl_exec 1 systemctl show --value -p Result fleet)" "inactive success"
 }
 test_ShutdownVsMonitor() {
 	new_cluster 1 || return 1
@@ -342,7 +342,7 @@ test_ShutdownVsMonitor() {
 	wait_until 30 eval 'fleet_log 1 | grep -q "Server monitor triggered"' || { cl_heal_etcd 1; return 1; }
 	cl_exec 1 systemctl stop fleet
 	cl_heal_etcd 1
-	expect_eq state "$(cl_exec 1 systemctl show -p ActiveState,Result fleet | tr '\n' ' ')" "ActiveState=inactive Result=success "
+	expect_eq state "$(cl_exec 1 systemctl show --value -p ActiveState fleet) $(cl_exec 1 systemctl show --value -p Result fleet)" "inactive success"
 }
 
 TESTS=$(declare -F | awk '{print $3}' | grep '^test_')
