@@ -94,7 +94,8 @@ struct Agent {
         bool purge_pass; /* keep going after a failure */
 
         AgentPublisher pub;
-        char **warned; /* units refused, already logged */
+        char **warned;      /* units refused, already logged */
+        char **fail_logged; /* "Type name" of failing tasks, already logged */
         bool skip_logged;
 
         bool purging, units_purged;
@@ -570,13 +571,38 @@ static void pass_end(Agent *a) {
         }
 }
 
+/* A task that keeps failing (a unit that refuses to stop) is retried every pass: log it once
+ * at error level, then at debug until it succeeds. */
+static bool fail_seen(Agent *a, const AgentJob *j, bool failed) {
+        _cleanup_free_ char *key = NULL;
+        bool seen;
+
+        if (asprintf(&key, "%s %s", fl_agent_task_type_to_string(j->type), j->name) < 0)
+                return false;
+        seen = fl_strv_contains(a->fail_logged, key);
+        if (failed && !seen)
+                (void) fl_strv_extend(&a->fail_logged, key);
+        else if (!failed && seen) {
+                char **l = a->fail_logged, **w = l;
+                for (char **r = l; *r; r++) {
+                        if (streq(*r, key))
+                                free(*r);
+                        else
+                                *w++ = *r;
+                }
+                *w = NULL;
+        }
+        return seen;
+}
+
 static void job_done(Agent *a, int error, const char *message) {
         AgentJob *j = &a->jobs[a->cur];
 
         if (error < 0) {
-                log_error_errno(error, "AgentReconciler task failed: type=%s job=%s reason=\"%s\": %s",
-                                fl_agent_task_type_to_string(j->type), j->name, j->reason,
-                                message ?: strerror(-error));
+                log_full_errno(fail_seen(a, j, true) ? LOG_DEBUG : LOG_ERR, error,
+                               "AgentReconciler task failed: type=%s job=%s reason=\"%s\": %s",
+                               fl_agent_task_type_to_string(j->type), j->name, j->reason,
+                               message ?: strerror(-error));
                 /* fleet ends the pass at the first failure, so one broken unit blocks every
                  * other; we only skip the remaining tasks of that unit. A failed reload (what
                  * follows may need it) or a lost systemd connection ends the pass. */
@@ -585,9 +611,11 @@ static void job_done(Agent *a, int error, const char *message) {
                         pass_end(a);
                         return;
                 }
-        } else
+        } else {
+                (void) fail_seen(a, j, false);
                 log_info("AgentReconciler completed task: type=%s job=%s reason=\"%s\"",
                          fl_agent_task_type_to_string(j->type), j->name, j->reason);
+        }
         if (!isempty(j->name) && !fl_strv_contains(a->touched, j->name))
                 (void) fl_strv_extend(&a->touched, j->name);
         if (a->purging && !a->purge_pass) {
@@ -1104,6 +1132,7 @@ Agent *fl_agent_free(Agent *a) {
         fl_strv_free(a->touched);
         fl_strv_free(a->failed);
         fl_strv_free(a->warned);
+        fl_strv_free(a->fail_logged);
         safe_close(a->dir_fd);
         free(a->units_dir);
         return mfree(a);

@@ -118,7 +118,8 @@ fuzz_one() { # target seconds
 		"$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' "$logf" | tail -n 1)" \
 		"$([ $rc -eq 0 ] && echo ok || echo "CRASH (exit $rc), log $logf")"
 	if [ $rc -ne 0 ]; then
-		find "$art" -type f -newer "$FUZZ_BUILD/logs/$t.start" | sed 's/^/    artifact: /'
+		find "$art" -type f -newer "$FUZZ_BUILD/logs/$t.start" | head -n 5 | sed 's/^/    artifact: /'
+		[ "$new" -le 5 ] || echo "    ... and $((new - 5)) more in $art"
 		grep -a -m1 -B2 -A12 -E '^==[0-9]+==ERROR|runtime error|property violated' "$logf" | sed 's/^/    /' || true
 		return 1
 	fi

@@ -44,6 +44,9 @@ cl_init() {
 	local why
 	why=$(cl_why_not)
 	[ -z "$why" ] || { echo "$why"; return 1; }
+	# Node, netns and veth names are machine-global: one cluster at a time on this machine.
+	exec 8>/run/fleet-cluster.lock
+	flock -w 1800 8 || { echo "another cluster run holds /run/fleet-cluster.lock"; return 1; }
 	mkdir -p "$CL_STATE/pids" "$CL_STATE/nodes"
 	if [ -z "${FLEET_CL_KEEP:-}" ]; then
 		trap cl_teardown EXIT
@@ -108,7 +111,11 @@ cl_prepare_node() {
 }
 
 cl_boot() {
-	local n=$1 meta=${2:-} d=$CL_STATE/nodes/n$1 ns=fleet-n$1 veth=flv$1 cg=fleet-cluster.slice/node-$1 pid init h
+	local n=$1 meta=${2:-} d=$CL_STATE/nodes/n$1 ns=fleet-n$1 veth=flv$1 cg pid init h
+	# A fresh cgroup per boot: a killed node's cgroups can linger while its processes are
+	# reaped, and nspawn must not find half-removed ones.
+	CL_BOOTS=$((${CL_BOOTS:-0} + 1))
+	cg=fleet-cluster.slice/node-$n-$$-$CL_BOOTS
 	cl_prepare_node "$n" "$meta" || return 1
 	if [ ! -e "/run/netns/$ns" ]; then
 		ip netns add "$ns" &&
@@ -128,6 +135,7 @@ cl_boot() {
 	pid=$!
 	disown "$pid"
 	echo "$pid" >"$d/nspawn.pid"
+	echo "$cg" >"$d/cgroup"
 	for _ in $(seq 200); do
 		init=$(pgrep -P "$pid" -x systemd 2>/dev/null) && break
 		sleep 0.05
@@ -178,16 +186,23 @@ cl_kill() {
 }
 
 cl_cleanup_node() {
-	local n=$1 d=$CL_STATE/nodes/n$1 h
+	local n=$1 d=$CL_STATE/nodes/n$1 h cg
 	for _ in $(seq 50); do mountpoint -q "$d/merged" || break; umount "$d/merged" 2>/dev/null || sleep 0.1; done
 	for _ in $(seq 10); do [ -e "/run/netns/fleet-n$n" ] || break; ip netns del "fleet-n$n" 2>/dev/null || sleep 0.3; done
 	ip link del "flv$n" 2>/dev/null
+	cg=$(cat "$d/cgroup" 2>/dev/null)
 	for h in unified systemd; do
-		[ -d "/sys/fs/cgroup/$h/fleet-cluster.slice/node-$n" ] &&
-			find "/sys/fs/cgroup/$h/fleet-cluster.slice/node-$n" -depth -type d -exec rmdir {} \; 2>/dev/null
+		[ -n "$cg" ] && [ -d "/sys/fs/cgroup/$h/$cg" ] &&
+			find "/sys/fs/cgroup/$h/$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
 	done
-	rm -f "$d/nspawn.pid" "$d/init.pid"
+	rm -f "$d/nspawn.pid" "$d/init.pid" "$d/cgroup"
 	return 0
+}
+
+# A node that is gone for good: killed, and its disk (machine ID, host key) wiped.
+cl_destroy() {
+	cl_kill "$1"
+	rm -rf "$CL_STATE/nodes/n$1"
 }
 
 cl_cut_etcd() {
@@ -211,7 +226,10 @@ cl_teardown() {
 	FLEET_TEST_STATE=$CL_STATE "$CL_TOP/test/lib/etcd.sh" stop cl 2>/dev/null
 	p=$(cat "$CL_STATE/pids/ssh-agent" 2>/dev/null) && kill "$p" 2>/dev/null
 	[ -f "$CL_STATE/bridge-created" ] && ip link del "$CL_BRIDGE" 2>/dev/null
-	for h in unified systemd; do rmdir "/sys/fs/cgroup/$h/fleet-cluster.slice" 2>/dev/null; done
+	for h in unified systemd; do
+		[ -d "/sys/fs/cgroup/$h/fleet-cluster.slice" ] &&
+			find "/sys/fs/cgroup/$h/fleet-cluster.slice" -depth -type d -exec rmdir {} \; 2>/dev/null
+	done
 	rm -rf "$CL_STATE"
 	return 0
 }

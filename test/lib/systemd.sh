@@ -16,10 +16,13 @@
 #   sd_start [NAME]  starts one and exports its environment into the caller; on failure returns
 #                    non-zero with the reason in $SD_WHY
 #   sd_stop          stops the one sd_start started
-# State lives in $FLEET_TEST_STATE/systemd/NAME (default /tmp/fleet-test); only PIDs recorded
-# there (the manager) or found in its own cgroup are ever signalled.
+# State lives in $FLEET_TEST_STATE/systemd/NAME (default /tmp/fleet-test; for sourced use, as it
+# was when sd_start ran); only PIDs recorded there (the manager) or found in its own cgroup are
+# ever signalled.
 
-_sd_state() { echo "${FLEET_TEST_STATE:-/tmp/fleet-test}/systemd/$1"; }
+# State of instance NAME; sourced use pins the root at sd_start time (_SD_ROOT), so that
+# `FLEET_TEST_STATE=X sd_start` and a later plain `sd_stop` agree.
+_sd_state() { echo "${_SD_ROOT:-${FLEET_TEST_STATE:-/tmp/fleet-test}/systemd}/$1"; }
 
 _sd_systemd_bin() {
 	local p
@@ -157,16 +160,19 @@ _sd_stop() {
 # ---- sourced use ----
 SD_WHY=
 SD_NAME=
+_SD_ROOT=
 sd_start() {
 	local env rc
 	SD_NAME=${1:-sd$$}
-	mkdir -p "$(dirname "$(_sd_state "$SD_NAME")")"
+	_SD_ROOT=${FLEET_TEST_STATE:-/tmp/fleet-test}/systemd
+	mkdir -p "$_SD_ROOT"
 	env=$(_sd_start "$SD_NAME" 2>"$(_sd_state "$SD_NAME").err")
 	rc=$?
 	if [ $rc -ne 0 ]; then
 		SD_WHY=$(tr '\n' ' ' <"$(_sd_state "$SD_NAME").err" 2>/dev/null)
 		rm -f "$(_sd_state "$SD_NAME").err"
 		SD_NAME=
+		_SD_ROOT=
 		return $rc
 	fi
 	rm -f "$(_sd_state "$SD_NAME").err"
@@ -178,6 +184,7 @@ sd_stop() {
 	[ -n "$SD_NAME" ] || return 0
 	_sd_stop "$SD_NAME"
 	SD_NAME=
+	_SD_ROOT=
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -24,6 +24,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 
 CASES="load_start registry_state stop global hash_change refused_names unload stop_refused adopt etcd_outage purge"
 skip_all() { local c; for c in $CASES; do t_skip "agent.$c" "$1"; done; exit 0; }

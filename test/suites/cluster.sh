@@ -14,7 +14,7 @@ ctl() { cl_ctl "$CUR" "$@"; }
 
 new_cluster() {
 	local n
-	for n in "${NODES[@]}"; do cl_kill "$n"; done
+	for n in "${NODES[@]}"; do cl_destroy "$n"; done
 	NODES=()
 	CL_PREFIX=/fleet_functional/$$-$RANDOM/
 	for n in $(seq 1 "$1"); do cl_boot "$n" || return 1; NODES+=("$n"); done
@@ -356,5 +356,5 @@ for t in $TESTS; do
 	[ -n "${FLEET_CL_ONLY:-}" ] && [[ $t != *$FLEET_CL_ONLY* ]] && continue
 	t_run "cluster.${t#test_}" "$t"
 done
-for n in "${NODES[@]}"; do cl_kill "$n"; done
+for n in "${NODES[@]}"; do cl_destroy "$n"; done
 exit 0

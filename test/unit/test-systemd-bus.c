@@ -5,6 +5,7 @@
  * ways to reach a user manager are exercised: its private socket and the user bus. Skips when
  * the harness cannot run a manager here (not root, no systemd, ...). */
 #include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -451,12 +452,23 @@ TEST(disconnect) {
         result_clear(&r);
 }
 
+/* The manager must not outlive us, whatever ends the test. */
+static void on_fatal_signal(int sig) {
+        stop_manager();
+        signal(sig, SIG_DFL);
+        raise(sig);
+}
+
 static int setup(void) {
         snprintf(units_dir, sizeof(units_dir), "/tmp/fleet-test-sdbus.%d", (int) getpid());
         if (mkdir(units_dir, 0755) < 0)
                 return -errno;
         if (sd_event_new(&event) < 0)
                 return -1;
+        signal(SIGTERM, on_fatal_signal);
+        signal(SIGINT, on_fatal_signal);
+        signal(SIGABRT, on_fatal_signal);
+        signal(SIGSEGV, on_fatal_signal);
         start_manager();
         return 0;
 }
