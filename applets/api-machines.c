@@ -85,9 +85,9 @@ static bool metadata_key_char(char c) {
                c == '.' || c == '-';
 }
 
-/* fleet's ^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$, plus: the machine part must not be "." or
- * ".." or contain control characters or spaces, which would address keys outside
- * machines/<id>/ in the store. */
+/* fleet's ^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$, plus: neither the machine part nor the key
+ * may be "." or "..", and the machine part may not contain control characters or spaces: they
+ * would address keys outside machines/<id>/metadata/ in the store. */
 static int parse_metadata_path(const char *path, char **ret_machine, char **ret_key) {
         const char *m, *slash, *key;
         char *a, *b;
@@ -104,6 +104,8 @@ static int parse_metadata_path(const char *path, char **ret_machine, char **ret_
         for (const char *c = key; *c; c++)
                 if (!metadata_key_char(*c))
                         return -EINVAL;
+        if (streq(key, ".") || streq(key, ".."))
+                return -EINVAL;
         for (const char *c = m; c < slash; c++)
                 if ((unsigned char) *c <= 0x20 || *c == 0x7f)
                         return -EINVAL;

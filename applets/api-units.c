@@ -196,6 +196,26 @@ static int decode_unit_body(const cJSON *root, UnitBody *ret, char **ret_err) {
         return 0;
 }
 
+/* A raw control character inside a string: JSON forbids it (Go's decoder refuses it), cJSON
+ * takes it, and a raw NUL would silently cut the string short. */
+static bool raw_control_in_string(const char *data, size_t len) {
+        bool in_string = false;
+
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char) data[i];
+
+                if (!in_string)
+                        in_string = c == '"';
+                else if (c == '\\')
+                        i++;
+                else if (c == '"')
+                        in_string = false;
+                else if (c < 0x20)
+                        return true;
+        }
+        return false;
+}
+
 /* Parses the request body as one JSON value. Stricter than Go's json.Decoder, which ignores
  * what follows the first value: trailing garbage is an error here. */
 int fl_api_json_parse(const Buf *body, cJSON **ret, char **ret_err) {
@@ -203,13 +223,16 @@ int fl_api_json_parse(const Buf *body, cJSON **ret, char **ret_err) {
         size_t len = body->len, i = 0;
         cJSON *root;
 
-        while (i < len && strchr(" \t\r\n", data[i]))
+        /* (strchr() would find the terminator: a NUL byte is no white space) */
+        while (i < len && data[i] && strchr(" \t\r\n", data[i]))
                 i++;
         if (i == len)
                 return (*ret_err = strdup("EOF")) ? -EINVAL : -ENOMEM;
         /* cJSON ends strings at an escaped NUL; refuse it rather than silently truncate. */
         if (memmem(data, len, "\\u0000", 6))
                 return (*ret_err = strdup("NUL character in string")) ? -EINVAL : -ENOMEM;
+        if (raw_control_in_string(data, len))
+                return (*ret_err = strdup("invalid control character in string literal")) ? -EINVAL : -ENOMEM;
         root = cJSON_ParseWithLengthOpts(data, len, &end, false);
         if (!root) {
                 size_t off = end && end >= data ? (size_t) (end - data) : 0;
@@ -218,7 +241,7 @@ int fl_api_json_parse(const Buf *body, cJSON **ret, char **ret_err) {
                 return asprintf(ret_err, "invalid JSON at offset %zu", off) < 0 ? -ENOMEM : -EINVAL;
         }
         for (i = (size_t) (end - data); i < len; i++)
-                if (!strchr(" \t\r\n", data[i])) {
+                if (!data[i] || !strchr(" \t\r\n", data[i])) {
                         cJSON_Delete(root);
                         return asprintf(ret_err, "invalid character after top-level value at offset %zu", i) < 0
                                        ? -ENOMEM
@@ -358,10 +381,18 @@ void fl_api_unit_put(ApiCall *call, const RegSnapshot *snap) {
                 goto done;
         }
 
-        /* 7. different contents replace the unit (fleet does not validate options here) */
+        /* 7. different contents replace the unit (fleet does not validate options here; we do
+         * check that they can be stored: a unit that cannot be read back, or reads back as other
+         * options than were sent, must not replace a good one) */
         if (ub.unit) {
                 uint8_t h[20];
                 char hex[41];
+
+                r = fl_unit_options_check_syntax(ub.unit, &msg);
+                if (r < 0) {
+                        fl_api_reply_error(req, r == -ENOMEM ? 500 : 400, r == -ENOMEM ? "" : msg);
+                        goto done;
+                }
 
                 r = fl_unit_file_hash(ub.unit, h);
                 if (r < 0) {

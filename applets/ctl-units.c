@@ -36,7 +36,8 @@ static int read_unit_file(const char *path, UnitFile **ret, char **ret_error) {
         struct stat st;
         int r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below). */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 r = -errno;
                 if (r != -ENOENT)
@@ -46,6 +47,12 @@ static int read_unit_file(const char *path, UnitFile **ret, char **ret_error) {
         if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
                 *ret_error = fl_ctl_asprintf("read %s: is a directory", path);
                 return -EISDIR;
+        }
+        /* A FIFO, socket or device (/dev/zero) is no unit file: refuse it rather than block
+         * or read without end. */
+        if (!S_ISREG(st.st_mode)) {
+                *ret_error = fl_ctl_asprintf("read %s: not a regular file", path);
+                return -EINVAL;
         }
         for (;;) {
                 ssize_t n;
@@ -416,9 +423,11 @@ static int check_unit_creation(Ctl *c, CtlDriver *d, const char *arg, const char
 }
 
 /* fleet's getUnitFile: the local file, else for an instance the template from the registry,
- * else the local template next to the argument. */
-static int get_unit_file(CtlDriver *d, Ctl *c, const char *arg, const char *name, UnitFile **ret,
-                         char **ret_error) {
+ * else the local template next to the argument. A template earlier in the same batch (batch_names,
+ * batch_files: validated, not written yet) counts as being in the registry, as it would be once
+ * written. */
+static int get_unit_file(CtlDriver *d, Ctl *c, const char *arg, const char *name, char **batch_names,
+                         UnitFile **batch_files, UnitFile **ret, char **ret_error) {
         _cleanup_(fl_unit_name_info_done) UnitNameInfo info = {};
         _cleanup_(fl_api_unit_done) ApiUnit tpl = {};
         _cleanup_free_ char *error = NULL, *tpl_path = NULL;
@@ -457,6 +466,10 @@ static int get_unit_file(CtlDriver *d, Ctl *c, const char *arg, const char *name
                 }
         }
 
+        for (size_t i = 0; batch_names && batch_names[i]; i++)
+                if (streq(batch_names[i], info.template_name))
+                        return fl_unit_file_dup(batch_files[i], ret) < 0 ? log_oom() : 0;
+
         r = d->ops->get_unit(d, info.template_name, &tpl);
         if (r < 0 && r != -ENOENT) {
                 *ret_error = fl_ctl_asprintf("failed getting Unit(%s) from template: error retrieving template Unit(%s) from Registry: %s",
@@ -484,25 +497,34 @@ static int get_unit_file(CtlDriver *d, Ctl *c, const char *arg, const char *name
         return 0;
 }
 
-/* fleet's createUnit: the API's checks first, so both drivers refuse the same units. */
-static int create_unit(CtlDriver *d, const char *name, const UnitFile *u, char **ret_error) {
+/* The API's checks of fleet's createUnit, so both drivers refuse the same units. arg is where
+ * the unit came from (named in the error when it is not the unit name itself). */
+static int validate_unit(const char *arg, const char *name, const UnitFile *u, char **ret_error) {
         _cleanup_(fl_unit_requirements_done) UnitRequirements req = {};
         _cleanup_free_ char *msg = NULL;
         int r;
 
         r = fl_unit_name_validate(name, &msg);
+        if (r >= 0)
+                r = fl_unit_options_validate(u, NULL, &msg);
+        if (r == -ENOMEM)
+                return log_oom();
         if (r < 0) {
-                *ret_error = TAKE_PTR(msg);
-                return r;
-        }
-        r = fl_unit_options_validate(u, NULL, &msg);
-        if (r < 0) {
-                *ret_error = TAKE_PTR(msg);
+                if (streq(arg, name))
+                        *ret_error = fl_ctl_asprintf("failed creating unit %s: %s", name, strempty(msg));
+                else
+                        *ret_error = fl_ctl_asprintf("failed creating unit %s (%s): %s", name, arg, strempty(msg));
                 return r;
         }
         if (fl_unit_requirements_parse(u, name, &req) >= 0)
                 STRV_FOREACH(k, req.unknown_keys)
                         log_warning("Unit %s: unrecognized requirement in [X-Fleet] section: \"%s\"", name, *k);
+        return 0;
+}
+
+static int create_unit(CtlDriver *d, const char *name, const UnitFile *u, char **ret_error) {
+        int r;
+
         r = d->ops->create_unit(d, name, u);
         if (r < 0) {
                 *ret_error = fl_ctl_asprintf("failed creating unit %s: %s", name, strempty(d->error));
@@ -512,10 +534,18 @@ static int create_unit(CtlDriver *d, const char *name, const UnitFile *u, char *
         return 0;
 }
 
-/* fleet's lazyCreateUnits. Logs "Error creating units: <err>" itself; <0 on failure. */
+/* fleet's lazyCreateUnits. Logs "Error creating units: <err>" itself; <0 on failure. Unlike
+ * fleet, every argument is read, parsed and validated before the first unit is written: one
+ * bad file among several creates none of them. */
 static int lazy_create_units(Ctl *c, CtlDriver *d, char **args) {
-        _cleanup_strv_free_ char **created = NULL;
-        int r;
+        _cleanup_strv_free_ char **created = NULL, **names = NULL;
+        UnitFile **files = NULL;
+        size_t n = 0;
+        int r = 0;
+
+        files = new0(UnitFile *, fl_strv_length(args) + 1);
+        if (!files)
+                return log_oom();
 
         STRV_FOREACH(a, args) {
                 _cleanup_(fl_unit_file_freep) UnitFile *uf = NULL;
@@ -523,21 +553,42 @@ static int lazy_create_units(Ctl *c, CtlDriver *d, char **args) {
 
                 arg = arg_with_type(*a);
                 name = fl_unit_name_mangle(*a);
-                if (!arg || !name)
-                        return log_oom();
+                if (!arg || !name) {
+                        r = log_oom();
+                        goto finish;
+                }
+                if (fl_strv_contains(names, name))
+                        continue;
                 r = check_unit_creation(c, d, arg, name, &error);
-                if (r < 0)
-                        return log_error_errno(r, "Error creating units: %s", strempty(error));
                 if (r == 0)
                         continue;
-                r = get_unit_file(d, c, arg, name, &uf, &error);
-                if (r < 0)
-                        return log_error_errno(r, "Error creating units: %s", strempty(error));
-                r = create_unit(d, name, uf, &error);
-                if (r < 0)
-                        return log_error_errno(r, "Error creating units: %s", strempty(error));
-                if (!fl_strv_contains(created, name) && fl_strv_extend(&created, name) < 0)
-                        return log_oom();
+                if (r > 0)
+                        r = get_unit_file(d, c, arg, name, names, files, &uf, &error);
+                if (r >= 0)
+                        r = validate_unit(arg, name, uf, &error);
+                if (r < 0) {
+                        r = log_error_errno(r, "Error creating units: %s", strempty(error));
+                        goto finish;
+                }
+                if (fl_strv_extend(&names, name) < 0) {
+                        r = log_oom();
+                        goto finish;
+                }
+                files[n++] = TAKE_PTR(uf);
+        }
+
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *error = NULL;
+
+                r = create_unit(d, names[i], files[i], &error);
+                if (r < 0) {
+                        r = log_error_errno(r, "Error creating units: %s", strempty(error));
+                        goto finish;
+                }
+                if (fl_strv_extend(&created, names[i]) < 0) {
+                        r = log_oom();
+                        goto finish;
+                }
         }
 
         /* Like fleet, this wait ignores --no-block (a new unit is inactive at once anyway). */
@@ -545,9 +596,13 @@ static int lazy_create_units(Ctl *c, CtlDriver *d, char **args) {
                 r = wait_for_states(c, d, created, "inactive", c->block_attempts > 0 ? c->block_attempts : 0, NULL,
                                     NULL);
                 if (r < 0)
-                        return log_error_errno(r, "Error creating units: One or more errors creating units");
+                        r = log_error_errno(r, "Error creating units: One or more errors creating units");
         }
-        return 0;
+finish:
+        for (size_t i = 0; i < n; i++)
+                fl_unit_file_free(files[i]);
+        free(files);
+        return r < 0 ? r : 0;
 }
 
 /* ---- Finding units ---- */

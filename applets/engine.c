@@ -17,6 +17,7 @@
 #include "log.h"
 #include "scheduler.h"
 #include "server.h"
+#include "strv.h"
 
 #define ENGINE_VERSION 1
 #define ENGINE_USEC_PER_MSEC ((uint64_t) 1000)
@@ -68,6 +69,8 @@ struct Engine {
         uint64_t hold_until;        /* after a steal: the old leader's lease runs out */
         uint64_t renew_after;       /* after a failed renewal: retry from then on */
         int renew_error;            /* last renewal failure, 0 after a success */
+        uint64_t settle_until;      /* see engine_settling() */
+        char **settle_seen;         /* machines seen present since settling began */
         bool version_ok;            /* raised engine/version ourselves; mirror may lag */
         bool version_warned;
 
@@ -300,6 +303,12 @@ static void engine_note_leader(Engine *e, const char *id) {
 }
 
 static void engine_became_leader(Engine *e, uint64_t sent) {
+        /* After a new leadership or a store outage, machines whose presence expired meanwhile
+         * may simply not have re-registered yet: see engine_settling(). */
+        if (!e->leader || e->renew_error != 0) {
+                e->settle_until = sent + e->s->config->agent_ttl_usec;
+                e->settle_seen = fl_strv_free(e->settle_seen);
+        }
         if (!e->leader) {
                 log_info("Engine leadership acquired");
                 char *c = strdup(engine_self(e));
@@ -570,6 +579,33 @@ static void engine_maybe_gc(Engine *e, uint64_t now) {
         e->gc_running = true;
 }
 
+/* After an etcd outage every machine's presence may have expired, and the machines come back
+ * one by one: a leader that planned at once would move every unit to the first machine that
+ * re-registered and the others would stop theirs (fleet's reschedule storm, spec §9 #5). So
+ * for one agent_ttl after taking the lease or recovering from failed renewals, a pass that
+ * finds units scheduled to machines it has not seen since then waits for them instead. */
+static bool engine_settling(Engine *e, const RegSnapshot *snap, uint64_t now) {
+        if (now >= e->settle_until) {
+                e->settle_seen = fl_strv_free(e->settle_seen);
+                return false;
+        }
+        /* A machine seen since then and gone now is really lost: no waiting for it. */
+        for (size_t i = 0; i < snap->n_machines; i++)
+                if (!fl_strv_contains(e->settle_seen, snap->machines[i].id))
+                        (void) fl_strv_extend(&e->settle_seen, snap->machines[i].id);
+        for (size_t i = 0; i < snap->n_units; i++) {
+                const RegUnit *u = &snap->units[i];
+                if (u->target && !fl_reg_snapshot_find_machine(snap, u->target) &&
+                    !fl_strv_contains(e->settle_seen, u->target)) {
+                        log_debug("Engine waits until %" PRIu64 " for machine %s to re-register",
+                                  e->settle_until, u->target);
+                        engine_kick(e, e->settle_until - now);
+                        return true;
+                }
+        }
+        return false;
+}
+
 static void engine_reconcile(Engine *e) {
         Registry *reg = e->s->registry;
         uint64_t now = engine_now(e);
@@ -593,6 +629,9 @@ static void engine_reconcile(Engine *e) {
                 engine_kick(e, e->wait_until - now);
                 return;
         }
+
+        if (engine_settling(e, snap, now))
+                return;
 
         uint64_t fp = engine_fingerprint(snap);
         e->fp_seen = fp;
@@ -829,6 +868,7 @@ Engine *fl_engine_free(Engine *e) {
         e->tick = sd_event_source_disable_unref(e->tick);
         e->kick = sd_event_source_disable_unref(e->kick);
         engine_actions_clear(e);
+        fl_strv_free(e->settle_seen);
         free(e->leader_id);
         free(e);
         return NULL;

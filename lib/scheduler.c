@@ -221,6 +221,8 @@ static int plan_init(Plan *p, const RegSnapshot *s) {
         p->queue = new0(size_t, MAX(nu, 1U));
         if (!p->units || !p->machines || !p->order || !p->queue)
                 return -ENOMEM;
+        for (size_t i = 0; i < nm; i++)
+                p->order[i] = i;   /* by ID: plan_order_machines() sorts from here */
 
         for (size_t i = 0; i < nm; i++) {
                 PMachine *m = &p->machines[i];
@@ -527,15 +529,18 @@ static int cmp_load(const Plan *p, size_t a, size_t b) {
         return strcmp(ma->m->id, mb->m->id);
 }
 
-/* Machines by (load, ID); the views must be fresh. Insertion sort: clusters are small. */
+/* Machines by (load, ID); the views must be fresh. Insertion sort in place, starting from the
+ * previous order: between two placements only a few machines' loads changed, so this costs
+ * O(machines) per placement. (Sorting from scratch cost O(machines^2) per placement once loads
+ * differ: 85% of the engine's time placing 10,000 units on 1,000 machines, test/bench.sh.) */
 static void plan_order_machines(Plan *p) {
-        for (size_t i = 0; i < p->n_machines; i++) {
-                size_t j = i;
-                while (j > 0 && cmp_load(p, p->order[j - 1], i) > 0) {
+        for (size_t i = 1; i < p->n_machines; i++) {
+                size_t x = p->order[i], j = i;
+                while (j > 0 && cmp_load(p, p->order[j - 1], x) > 0) {
                         p->order[j] = p->order[j - 1];
                         j--;
                 }
-                p->order[j] = i;
+                p->order[j] = x;
         }
 }
 

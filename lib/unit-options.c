@@ -503,11 +503,41 @@ static int unresolvable(char **ret_msg, const char *peer, const char *what, cons
         return set_msg(ret_msg, msg);
 }
 
-int fl_unit_options_validate(const UnitFile *u, const char *unit_name, char **ret_msg) {
-        _cleanup_(fl_unit_requirements_done) UnitRequirements req = {};
+static int cmp_option_key(const void *a, const void *b) {
+        const UnitOption *x = *(const UnitOption *const *) a, *y = *(const UnitOption *const *) b;
+        int c = strcmp(x->section, y->section);
+
+        return c != 0 ? c : strcmp(x->name, y->name);
+}
+
+/* 1 if a and b have as many options with the same (section, name) pairs, 0 if not. */
+static int same_option_keys(const UnitFile *a, const UnitFile *b) {
+        _cleanup_free_ const UnitOption **pa = NULL, **pb = NULL;
+        size_t n = a->n_options;
+
+        if (n != b->n_options)
+                return 0;
+        if (n == 0)
+                return 1;
+        pa = new(const UnitOption *, n);
+        pb = new(const UnitOption *, n);
+        if (!pa || !pb)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                pa[i] = &a->options[i];
+                pb[i] = &b->options[i];
+        }
+        qsort(pa, n, sizeof(*pa), cmp_option_key);
+        qsort(pb, n, sizeof(*pb), cmp_option_key);
+        for (size_t i = 0; i < n; i++)
+                if (cmp_option_key(&pa[i], &pb[i]) != 0)
+                        return 0;
+        return 1;
+}
+
+int fl_unit_options_check_syntax(const UnitFile *u, char **ret_msg) {
+        _cleanup_(fl_unit_file_freep) UnitFile *back = NULL;
         _cleanup_free_ char *text = NULL, *reason = NULL;
-        bool target, peers, conflicts, replaces;
-        const char *combo = NULL;
         int r;
 
         /* fleet round-trips the options through go-systemd to catch what would not survive
@@ -515,11 +545,32 @@ int fl_unit_options_validate(const UnitFile *u, const char *unit_name, char **re
         text = fl_unit_file_serialize(u);
         if (!text)
                 return -ENOMEM;
-        r = fl_unit_file_parse_full(text, strlen(text), NULL, &reason, NULL);
+        r = fl_unit_file_parse_full(text, strlen(text), &back, &reason, NULL);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
                 return set_msg(ret_msg, TAKE_PTR(reason) ?: strdup("invalid unit file"));
+        /* fleet stops there, so a line break in a section, name or value (or a ']' in a
+         * section, a '=' in a name) injects sections and options of the sender's choosing
+         * into what is stored; the options read back must be the ones given. */
+        r = same_option_keys(u, back);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return set_msg(ret_msg, strdup("unit options do not survive being written as a unit file "
+                                               "(line break in a section, name or value?)"));
+        return 0;
+}
+
+int fl_unit_options_validate(const UnitFile *u, const char *unit_name, char **ret_msg) {
+        _cleanup_(fl_unit_requirements_done) UnitRequirements req = {};
+        bool target, peers, conflicts, replaces;
+        const char *combo = NULL;
+        int r;
+
+        r = fl_unit_options_check_syntax(u, ret_msg);
+        if (r < 0)
+                return r;
 
         r = fl_unit_requirements_parse(u, unit_name, &req);
         if (r < 0)

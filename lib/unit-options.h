@@ -56,6 +56,10 @@ void fl_unit_requirements_done(UnitRequirements *r);
  * million MachineOf x (Conflicts + Replaces) pairs to check is refused ("too many MachineOf,
  * Conflicts and Replaces values") instead of stalling the caller. */
 int fl_unit_options_validate(const UnitFile *u, const char *unit_name, char **ret_msg);
+/* Its first part alone: the options survive being written as a unit file and read back (the
+ * go-systemd round trip, and beyond fleet: the same sections and names come back, so a line
+ * break cannot inject options). 0 or -EINVAL with *ret_msg, -ENOMEM. */
+int fl_unit_options_check_syntax(const UnitFile *u, char **ret_msg);
 
 /* Whether a machine with this metadata (parallel arrays, keys expected to be unique) satisfies
  * r. AND across keys; within a key the META_EQ requirements are alternatives (fleet's OR);

@@ -60,8 +60,8 @@ cl_init() {
 		touch "$CL_STATE/bridge-created"
 	fi
 	CL_ETCD=$(FLEET_ETCD_IPS="127.0.0.1 $CL_HOSTIP" FLEET_TEST_STATE=$CL_STATE \
-		"$CL_TOP/test/lib/etcd.sh" start cl 1) || { echo "etcd failed"; return 1; }
-	CL_ETCD_NODE=${CL_ETCD/127.0.0.1/$CL_HOSTIP}
+		"$CL_TOP/test/lib/etcd.sh" start cl "${CL_ETCD_MEMBERS:-1}") || { echo "etcd failed"; return 1; }
+	CL_ETCD_NODE=${CL_ETCD//127.0.0.1/$CL_HOSTIP}
 	mkdir -p "$CL_STATE/ssh"
 	ssh-keygen -q -t ed25519 -N '' -f "$CL_STATE/ssh/id_ed25519"
 	eval "$(ssh-agent -s)" >/dev/null
@@ -205,11 +205,20 @@ cl_destroy() {
 	rm -rf "$CL_STATE/nodes/n$1"
 }
 
+# Firewall every etcd member's client port inside node N's namespace (REJECT, as fleet's
+# functional tests do), and undo it.
+cl_etcd_ports() { local e; for e in ${CL_ETCD//,/ }; do echo "${e##*:}"; done; }
 cl_cut_etcd() {
-	ip netns exec "fleet-n$1" iptables -I OUTPUT -d "$CL_HOSTIP" -p tcp --dport "${CL_ETCD##*:}" -j REJECT --reject-with tcp-reset
+	local p
+	for p in $(cl_etcd_ports); do
+		ip netns exec "fleet-n$1" iptables -I OUTPUT -d "$CL_HOSTIP" -p tcp --dport "$p" -j REJECT --reject-with tcp-reset
+	done
 }
 cl_heal_etcd() {
-	ip netns exec "fleet-n$1" iptables -D OUTPUT -d "$CL_HOSTIP" -p tcp --dport "${CL_ETCD##*:}" -j REJECT --reject-with tcp-reset
+	local p
+	for p in $(cl_etcd_ports); do
+		ip netns exec "fleet-n$1" iptables -D OUTPUT -d "$CL_HOSTIP" -p tcp --dport "$p" -j REJECT --reject-with tcp-reset
+	done
 }
 
 cl_teardown() {

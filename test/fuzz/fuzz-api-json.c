@@ -72,6 +72,8 @@ static void server_side(const uint8_t *data, size_t size) {
         int r;
 
         r = server_decode((const char *) data, size, &root, &ub, &err);
+        if (getenv("FUZZ_DEBUG"))
+                fprintf(stderr, "server: %d %s\n", r, strempty(err));
         if (r < 0) {
                 FUZZ_CHECK(r == -EINVAL && err);
                 return;

@@ -6,46 +6,8 @@
 # FLEET_CL_ONLY=PATTERN runs only the tests whose name contains PATTERN.
 . "$(dirname "$0")/../lib/testlib.sh"
 . "$TL_TOP/test/cluster/cluster.sh"
+. "$TL_TOP/test/cluster/suite-lib.sh"
 FX=$TL_TOP/test/fixtures/units
-
-CUR=1          # node whose API fleetctl talks to
-NODES=()
-ctl() { cl_ctl "$CUR" "$@"; }
-
-new_cluster() {
-	local n
-	for n in "${NODES[@]}"; do cl_destroy "$n"; done
-	NODES=()
-	CL_PREFIX=/fleet_functional/$$-$RANDOM/
-	for n in $(seq 1 "$1"); do cl_boot "$n" || return 1; NODES+=("$n"); done
-	CUR=1
-	wait_machines "$1"
-}
-
-# count_is N FUNC [ARGS...]: FUNC's output equals N.
-count_is() { local want=$1; shift; [ "$("$@")" = "$want" ]; }
-n_machines() { ctl list-machines --no-legend --full --fields machine 2>/dev/null | grep -c .; }
-wait_machines() { wait_until 20 count_is "$1" n_machines || { echo "want $1 machines, have $(n_machines)"; return 1; }; }
-# active units as "unit machine" lines
-active_units() { ctl list-units --no-legend --full --fields unit,active,machine 2>/dev/null | awk '$2=="active"{print $1, $3}' | sort; }
-n_active() { active_units | grep -c .; }
-wait_active() { wait_until 30 count_is "$1" n_active || { echo "want $1 active, have:"; active_units; return 1; }; }
-n_unit_files() { ctl list-unit-files --no-legend --full --fields unit 2>/dev/null | grep -c .; }
-wait_unit_files() { wait_until 20 count_is "$1" n_unit_files || { echo "want $1 unit files, have $(n_unit_files)"; return 1; }; }
-n_units() { ctl list-units --no-legend --full --fields unit 2>/dev/null | grep -c .; }
-wait_units() { wait_until 20 count_is "$1" n_units || { echo "want $1 units, have $(n_units)"; return 1; }; }
-machine_of() { active_units | awk -v u="$1" '$1==u{print $2}'; }
-node_of_machine() { local n; for n in "${NODES[@]}"; do [ "$(cl_machine_id "$n")" = "$1" ] && echo "$n"; done; }
-# No non-global unit may run on two machines at once (the invariant of the fault tests):
-# sampled from systemd inside every node.
-no_double_run() {
-	local u n c
-	for u in "$@"; do
-		c=0
-		for n in "${NODES[@]}"; do cl_exec "$n" systemctl is-active -q "$u" 2>/dev/null && c=$((c + 1)); done
-		[ $c -le 1 ] || { echo "$u active on $c machines"; return 1; }
-	done
-}
 
 cd "$FX" || exit 1
 
@@ -136,6 +98,48 @@ test_ClientVersion() {
 test_FleetctlWithEnv() {
 	new_cluster 1 &&
 		[ "$(FLEETCTL_ENDPOINT=http://$(cl_ip 1):54728 "$FLEET_BUILD/fleetctl" list-machines --no-legend | wc -l)" = 1 ]
+}
+
+# ---- client_test.go, tunnel_test.go
+# OpenSSH asks about unknown hosts on the terminal: script(1) gives fleetctl one.
+ssh_with_tty() { # KNOWN_HOSTS ANSWER ARGS...
+	local kh=$1 answer=$2; shift 2
+	{ sleep 1; printf '%s\n' "$answer"; sleep 4; } | timeout 30 script -qec "$FLEET_BUILD/fleetctl --endpoint http://$(cl_ip 1):54728 --strict-host-key-checking=true --known-hosts-file=$kh $*" /dev/null
+}
+test_KnownHostsVerification() {
+	local kh id d
+	new_cluster 1 || return 1
+	kh=$(mktemp); id=$(cl_machine_id 1)
+	ssh_with_tty "$kh" yes ssh "$id" uptime | grep -q 'load average' || { echo "first contact failed"; return 1; }
+	grep -q "$(cl_ip 1)" "$kh" || { echo "host not added to $kh"; return 1; }
+	# Same machine, new host key: the connection must be refused.
+	d=$CL_STATE/nodes/n1
+	cl_stop 1 && rm -f "$d"/upper/etc/ssh/ssh_host_* && cl_boot 1 && wait_machines 1 || return 1
+	ssh_with_tty "$kh" yes ssh "$id" uptime | grep -q 'load average' && { echo "changed host key accepted"; return 1; }
+	: >"$kh"
+	ssh_with_tty "$kh" yes ssh "$id" uptime | grep -q 'load average'
+}
+test_TunnelScheduleBatchUnits() {
+	local err
+	new_cluster 3 || return 1
+	err=$(mktemp)
+	"$FLEET_BUILD/fleetctl" --tunnel="$(cl_ip 1)" start hello.service >/dev/null 2>"$err" || { cat "$err"; return 1; }
+	"$FLEET_BUILD/fleetctl" --tunnel="$(cl_ip 1)" start hello@{1..10}.service >/dev/null 2>>"$err" || { cat "$err"; return 1; }
+	! grep -q Error "$err" || { cat "$err"; return 1; }
+	wait_active 11 60
+}
+test_DynamicClusterMemberReboot() {
+	local before after n changed
+	new_cluster 3 || return 1
+	ctl start --no-block conflict.{0..2}.service >/dev/null && wait_active 3 || return 1
+	before=$(active_units)
+	n=2; [ "$CUR" = 2 ] && CUR=1
+	# The member is replaced: powered off, then back with a fresh disk (a new machine ID).
+	cl_destroy $n && cl_boot $n && wait_machines 3 || return 1
+	wait_active 3 60 || return 1
+	after=$(active_units)
+	changed=$(diff <(echo "$before") <(echo "$after") | grep -c '^>')
+	expect_eq "units that changed machine" "$changed" 1 && no_conflict_violation
 }
 
 # ---- scheduling_test.go
@@ -321,7 +325,6 @@ test_SingleNodeConnectivityLoss() {
 }
 
 # ---- server_test.go, shutdown_test.go
-fleet_log() { cl_exec "$1" journalctl -u fleet --no-pager 2>/dev/null; }
 test_ReconfigureServer() {
 	new_cluster 1 || return 1
 	cl_exec 1 test -S /var/run/fleet.sock || return 1
