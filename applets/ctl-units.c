@@ -112,6 +112,8 @@ static char *sibling_path(const char *arg, const char *file) {
 typedef struct Wait {
         const char *name;
         bool done;
+        bool gone;             /* destroyed (by someone else) while we waited */
+        uint64_t missing_since; /* not found since then; 0: found last time */
         char *machine_id;      /* where the unit ended up */
         char *reason;          /* last unschedulable reason shown */
 } Wait;
@@ -148,8 +150,9 @@ static void print_reached(Ctl *c, const ApiUnit *u, const char *state) {
 
 /* Polls every unit of names until its state is `state` (global units: desired state), printing
  * "Unit <name> <state>[ on <machine>]" for each. attempts as block_attempts() (>= 0). Returns 0,
- * or -ETIMEDOUT after logging "Error waiting for units: ..." for every unit that timed out;
- * *ret_error then holds the first error. ret_waits (optional) gets the per-unit results. */
+ * or -ETIMEDOUT (-ENOENT if the first failed unit was destroyed meanwhile) after logging "Error
+ * waiting for units: ..." for every unit that timed out or disappeared; *ret_error then holds
+ * the first error. ret_waits (optional) gets the per-unit results. */
 static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char *state, int attempts,
                            Wait **ret_waits, char **ret_error) {
         size_t n = fl_strv_length(names), pending = n;
@@ -169,14 +172,23 @@ static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char 
                         const char *have;
                         bool global;
 
-                        if (w[i].done)
+                        if (w[i].done || w[i].gone)
                                 continue;
                         r = d->ops->get_unit(d, w[i].name, &u);
                         if (r < 0) {
                                 log_debug("Error retrieving Unit(%s) from Registry: %s", w[i].name,
                                           r == -ENOENT ? "not found" : strempty(d->error));
+                                /* Not found for a whole attempt: it was destroyed meanwhile and
+                                 * will never reach the state (fleet waited for it forever). */
+                                if (r == -ENOENT && w[i].missing_since == 0)
+                                        w[i].missing_since = fl_ctl_now();
+                                else if (r == -ENOENT && fl_ctl_now() - w[i].missing_since >= ATTEMPT_USEC) {
+                                        w[i].gone = true;
+                                        pending--;
+                                }
                                 continue;
                         }
+                        w[i].missing_since = 0;
                         global = fl_ctl_unit_is_global(&u);
                         have = global ? u.desired_state : u.current_state;
                         if (streq_ptr(have, state)) {
@@ -208,7 +220,10 @@ static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char 
 
                 if (w[i].done)
                         continue;
-                if (w[i].reason)
+                if (w[i].gone)
+                        e = fl_ctl_asprintf("unit %s no longer exists, so it will not report state %s", w[i].name,
+                                            state);
+                else if (w[i].reason)
                         e = fl_ctl_asprintf("timed out waiting for unit %s to report state %s: %s", w[i].name,
                                             state, w[i].reason);
                 else
@@ -216,7 +231,8 @@ static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char 
                 log_error("Error waiting for units: %s", strempty(e));
                 if (r == 0 && ret_error)
                         *ret_error = TAKE_PTR(e);
-                r = -ETIMEDOUT;
+                if (r == 0)
+                        r = w[i].gone ? -ENOENT : -ETIMEDOUT;
         }
         if (ret_waits)
                 *ret_waits = w;

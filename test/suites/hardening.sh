@@ -232,9 +232,11 @@ c_ctl_hostile_files() {
 	# a line break in the file name
 	fc "$drv" submit "$T/f/"$'new\nline'".service"
 	[ "$RC" = 1 ] && err_has "invalid character '\\n' in unit name" || bad=1
-	# a name longer than any file name, and one nobody has
-	fc "$drv" submit "$T/f/$(head -c 10240 /dev/zero | tr '\0' a).service"
+	# names longer than any file name
+	fc "$drv" submit "$T/f/$(head -c 300 /dev/zero | tr '\0' a).service"
 	[ "$RC" = 1 ] && err_has "File name too long" || bad=1
+	fc "$drv" submit "$T/f/$(head -c 10240 /dev/zero | tr '\0' a).service"
+	[ "$RC" = 1 ] && err_has "failed getting Unit($T/f/aaaa" || bad=1
 	unchanged "$T/before" "$P1" || bad=1
 	return $bad
 }
@@ -266,26 +268,27 @@ c_ctl_hostile_names() {
 
 # submit a b c where b is bad: nothing is written, b and the reason are named.
 c_ctl_batch_atomic() {
-	local drv=$1 b pat bad=0 B=$T/batch-$1
+	local drv=$1 b pat bad=0 B=$T/batch-$1 k=0 bn
 	mkdir -p "$B"
-	for b in good nul globalid noeq 'a;rm -rf ~' missing; do
+	for b in nul globalid noeq 'a;rm -rf ~' missing; do
+		k=$((k + 1))
+		bn="b$k-$b.service"
 		case $b in
-		good) continue ;;
 		nul) pat="line 2: NUL byte" ;;
 		globalid) pat="MachineID cannot be used with Global" ;;
 		noeq) pat="line 3:" ;;
 		'a;rm -rf ~') pat="invalid character ';' in unit name" ;;
-		missing) pat="unable to find Unit(b-missing.service)" ;;
+		missing) pat="unable to find Unit(b$k-missing.service)" ;;
 		esac
-		printf '[Service]\nExecStart=/bin/echo %s a\n' "$drv" >"$B/a-$b.service"
-		printf '[Service]\nExecStart=/bin/echo %s c\n' "$drv" >"$B/c-$b.service"
-		[ "$b" = missing ] || cp "$T/f/$b.service" "$B/b-$b.service"
+		printf '[Service]\nExecStart=/bin/echo %s a\n' "$drv" >"$B/a$k.service"
+		printf '[Service]\nExecStart=/bin/echo %s c\n' "$drv" >"$B/c$k.service"
+		[ "$b" = missing ] || cp "$T/f/$b.service" "$B/$bn"
 		dump "$P1" >"$T/before"
-		fc "$drv" submit "$B/a-$b.service" "$B/b-$b.service" "$B/c-$b.service"
+		fc "$drv" submit "$B/a$k.service" "$B/$bn" "$B/c$k.service"
 		[ "$RC" = 1 ] || { echo "b=$b: exit $RC"; bad=1; }
-		err_has "b-$b.service" && err_has "$pat" || bad=1
+		err_has "$bn" && err_has "$pat" || bad=1
 		unchanged "$T/before" "$P1" || { echo "b=$b: something was submitted"; bad=1; }
-		fc "$drv" start --no-block "$B/a-$b.service" "$B/b-$b.service" "$B/c-$b.service"
+		fc "$drv" start --no-block "$B/a$k.service" "$B/$bn" "$B/c$k.service"
 		[ "$RC" = 1 ] || { echo "start b=$b: exit $RC"; bad=1; }
 		unchanged "$T/before" "$P1" || { echo "start b=$b: something was written"; bad=1; }
 	done
@@ -306,18 +309,18 @@ c_concurrent_writers() {
 	local C=$T/cc i pa pb bad=0 drv
 	mkdir -p "$C"
 	for i in $(seq 1 50); do printf '[Service]\nExecStart=/bin/echo %s\n' "$i" >"$C/cc-$i.service"; done
-	# --block-attempts bounds the waits: a unit the other writer destroys (or re-creates) while
-	# this one waits for it would otherwise be waited for forever.
+	# destroy waits until the unit is gone, which a unit the other writer re-creates never is:
+	# --block-attempts bounds that. (submit's wait gives up on a unit destroyed meanwhile.)
 	writer() { # DRIVER ROUNDS
 		local r a=(--endpoint "unix://$T/d1.sock")
 		[ "$1" = etcd ] && a=(--driver=etcd --endpoint "$ETCD" --etcd-key-prefix "$P1")
 		for r in $(seq 1 "$2"); do
-			timeout 60 "$FLEET_BIN" ctl "${a[@]}" submit --block-attempts=1 "$C"/cc-*.service
+			timeout 60 "$FLEET_BIN" ctl "${a[@]}" submit "$C"/cc-*.service
 			echo "submit rc=$?"
 			timeout 60 "$FLEET_BIN" ctl "${a[@]}" destroy --block-attempts=1 $(cd "$C" && echo cc-*.service)
 			echo "destroy rc=$?"
 		done
-		timeout 60 "$FLEET_BIN" ctl "${a[@]}" submit --block-attempts=1 "$C"/cc-1*.service
+		timeout 60 "$FLEET_BIN" ctl "${a[@]}" submit "$C"/cc-1*.service
 		echo "submit rc=$?"
 	}
 	writer etcd 4 >"$T/writer-etcd.log" 2>&1 </dev/null &
@@ -595,6 +598,7 @@ c_fd_etcd_outages() {
 			sleep 0.5
 			env $(compgen -e | grep '^ETCD_' | sed 's/^/-u /') "${cmd[@]}" >>"$log" 2>&1 </dev/null &
 			epid=$!
+			disown "$epid" # killed by PID below and at exit (the pids file), not reported by bash
 			echo "$epid" >"$T/etcd/$OWN_ETCD.pids"
 			wait_until 10 curl -fs --max-time 1 "${eps%%,*}/health" >/dev/null ||
 				{ echo "etcd did not come back"; tail -5 "$log"; return 1; }
@@ -655,7 +659,8 @@ c_valgrind() {
 	vc destroy --block-attempts=5 $u || echo "destroy failed"
 	stop_fleet d3 90
 	rc=$?
-	grep -E "ERROR SUMMARY|definitely lost|indirectly lost|possibly lost|still reachable" "$T/valgrind.log" | sed 's/^==[0-9]*== *//'
+	grep -E "total heap usage|in use at exit|ERROR SUMMARY|definitely lost|indirectly lost|possibly lost|still reachable" \
+		"$T/valgrind.log" | sed 's/^==[0-9]*== *//'
 	if [ $rc != 0 ]; then
 		echo "daemon under valgrind exited $rc"
 		grep -B2 -A25 -E "Invalid|uninitialised|definitely lost in" "$T/valgrind.log" | head -80
