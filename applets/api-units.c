@@ -197,23 +197,27 @@ static int decode_unit_body(const cJSON *root, UnitBody *ret, char **ret_err) {
 }
 
 /* A raw control character inside a string: JSON forbids it (Go's decoder refuses it), cJSON
- * takes it, and a raw NUL would silently cut the string short. */
-static bool raw_control_in_string(const char *data, size_t len) {
+ * takes it, and a raw NUL would silently cut the string short. An escaped NUL ("\u0000" in the
+ * body) is valid JSON, but cJSON ends the string there. Only real escapes count: in "\\u0000"
+ * the backslash is itself escaped and "u0000" is plain text. */
+static void scan_strings(const char *data, size_t len, bool *ret_control, bool *ret_nul) {
         bool in_string = false;
 
+        *ret_control = *ret_nul = false;
         for (size_t i = 0; i < len; i++) {
                 unsigned char c = (unsigned char) data[i];
 
                 if (!in_string)
                         in_string = c == '"';
-                else if (c == '\\')
+                else if (c == '\\') {
+                        if (len - i >= 6 && memcmp(data + i + 1, "u0000", 5) == 0)
+                                *ret_nul = true;
                         i++;
-                else if (c == '"')
+                } else if (c == '"')
                         in_string = false;
                 else if (c < 0x20)
-                        return true;
+                        *ret_control = true;
         }
-        return false;
 }
 
 /* Parses the request body as one JSON value. Stricter than Go's json.Decoder, which ignores
@@ -221,6 +225,7 @@ static bool raw_control_in_string(const char *data, size_t len) {
 int fl_api_json_parse(const Buf *body, cJSON **ret, char **ret_err) {
         const char *end = NULL, *data = fl_buf_str(body);
         size_t len = body->len, i = 0;
+        bool control, nul;
         cJSON *root;
 
         /* (strchr() would find the terminator: a NUL byte is no white space) */
@@ -229,9 +234,10 @@ int fl_api_json_parse(const Buf *body, cJSON **ret, char **ret_err) {
         if (i == len)
                 return (*ret_err = strdup("EOF")) ? -EINVAL : -ENOMEM;
         /* cJSON ends strings at an escaped NUL; refuse it rather than silently truncate. */
-        if (memmem(data, len, "\\u0000", 6))
+        scan_strings(data, len, &control, &nul);
+        if (nul)
                 return (*ret_err = strdup("NUL character in string")) ? -EINVAL : -ENOMEM;
-        if (raw_control_in_string(data, len))
+        if (control)
                 return (*ret_err = strdup("invalid control character in string literal")) ? -EINVAL : -ENOMEM;
         root = cJSON_ParseWithLengthOpts(data, len, &end, false);
         if (!root) {

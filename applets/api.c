@@ -195,47 +195,73 @@ void fl_api_page_token(unsigned limit, unsigned page, char ret[static 9]) {
         ret[8] = 0;
 }
 
+static int page_token_corrupt(size_t offset, char **ret_msg) {
+        if (asprintf(ret_msg, "illegal base64 data at input byte %zu", offset) < 0)
+                *ret_msg = NULL;
+        return -EINVAL;
+}
+
 /* Go's base64.URLEncoding.DecodeString followed by binary.Read of two little-endian uint16:
- * same acceptance and the same error texts. */
+ * same acceptance and the same error texts. The loop follows Go 1.7's decode() step by step,
+ * since the reported offsets depend on where it notices a problem: a short last quantum at its
+ * start, a bad character where it is, data after the padding where that data starts. */
 int fl_api_page_token_parse(const char *token, ApiPage *ret, char **ret_msg) {
         uint8_t d[4];
-        size_t nd = 0, n = 0, len = strlen(token);
+        size_t nd = 0, n = 0, si = 0, len = strlen(token);
+        ssize_t garbage = -1;
+        bool end = false;
         _cleanup_free_ char *clean = new(char, len + 1);
 
         if (!clean)
                 return -ENOMEM;
+        /* DecodeString drops CR and LF first; offsets count in what is left. */
         for (size_t i = 0; i < len; i++)
                 if (token[i] != '\r' && token[i] != '\n')
                         clean[n++] = token[i];
         clean[n] = 0;
 
-        for (size_t q = 0; q < n; q += 4) {
-                int v[4], pad = 0;
-                if (n - q < 4) {
-                        (void) asprintf(ret_msg, "illegal base64 data at input byte %zu", n - q > 1 ? n : q);
-                        return -EINVAL;
-                }
-                for (int k = 0; k < 4; k++) {
-                        char c = clean[q + k];
-                        if (c == '=' && k >= 2 && q + 4 == n && (k == 3 || clean[q + 3] == '=')) {
-                                pad = 4 - k;
+        while (si < n && !end) {
+                int v[4] = {};
+                size_t dlen = 4;
+
+                for (size_t j = 0; j < 4; j++) {
+                        char c;
+
+                        if (si == n)
+                                return page_token_corrupt(si - j, ret_msg);
+                        c = clean[si++];
+                        if (c == '=') {
+                                if (j < 2)
+                                        return page_token_corrupt(si - 1, ret_msg);
+                                if (j == 2) {
+                                        /* "==" expected, the first one is consumed. */
+                                        if (si == n)
+                                                return page_token_corrupt(n, ret_msg);
+                                        if (clean[si] != '=')
+                                                return page_token_corrupt(si - 1, ret_msg);
+                                        si++;
+                                }
+                                if (si < n)
+                                        garbage = (ssize_t) si;
+                                dlen = j;
+                                end = true;
                                 break;
                         }
-                        v[k] = b64url_value(c);
-                        if (v[k] < 0) {
-                                (void) asprintf(ret_msg, "illegal base64 data at input byte %zu", q + (size_t) k);
-                                return -EINVAL;
-                        }
+                        v[j] = b64url_value(c);
+                        if (v[j] < 0)
+                                return page_token_corrupt(si - 1, ret_msg);
                 }
                 {
-                        uint32_t x = (uint32_t) v[0] << 18 | (uint32_t) v[1] << 12 |
-                                     (pad < 2 ? (uint32_t) v[2] << 6 : 0) | (pad < 1 ? (uint32_t) v[3] : 0);
+                        uint32_t x = (uint32_t) v[0] << 18 | (uint32_t) v[1] << 12 | (uint32_t) v[2] << 6 |
+                                     (uint32_t) v[3];
                         uint8_t o[3] = { (x >> 16) & 0xff, (x >> 8) & 0xff, x & 0xff };
-                        for (int k = 0; k < 3 - pad; k++)
+                        for (size_t k = 0; k + 1 < dlen; k++)
                                 if (nd < 4)
                                         d[nd++] = o[k];
                 }
         }
+        if (garbage >= 0)
+                return page_token_corrupt((size_t) garbage, ret_msg);
         if (nd < 4) {
                 *ret_msg = strdup(nd == 0 ? "EOF" : "unexpected EOF");
                 return -EINVAL;

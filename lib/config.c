@@ -347,8 +347,9 @@ int fl_parse_go_duration(const char *s, uint64_t *ret_usec) {
         if (!*p)
                 return -EINVAL;
         while (*p) {
-                uint64_t whole = 0, frac = 0, scale = 1, unit_ns = 0, v;
-                bool digits = false;
+                uint64_t whole = 0, frac = 0, unit_ns = 0, v;
+                double scale = 1;
+                bool digits = false, frac_full = false;
                 size_t ul = 0;
 
                 for (; isdigit((unsigned char) *p); p++) {
@@ -361,9 +362,13 @@ int fl_parse_go_duration(const char *s, uint64_t *ret_usec) {
                         p++;
                         for (; isdigit((unsigned char) *p); p++) {
                                 digits = true;
-                                /* Digits beyond nanosecond-of-an-hour precision cannot matter. */
-                                if (scale >= UINT64_C(1000000000000000))
+                                /* Like Go's leadingFraction: once another digit would overflow
+                                 * int64, the rest only needs consuming, it cannot matter. */
+                                if (frac_full || frac > ((UINT64_C(1) << 63) - 1) / 10 ||
+                                    frac * 10 + (uint64_t) (*p - '0') > (UINT64_C(1) << 63)) {
+                                        frac_full = true;
                                         continue;
+                                }
                                 frac = frac * 10 + (uint64_t) (*p - '0');
                                 scale *= 10;
                         }
@@ -384,8 +389,10 @@ int fl_parse_go_duration(const char *s, uint64_t *ret_usec) {
                 if (whole > UINT64_MAX / unit_ns)
                         return -ERANGE;
                 v = whole * unit_ns;
-                /* frac < scale <= 1e15 and unit_ns <= 3.6e12: split to avoid overflow. */
-                v += frac * (unit_ns / scale) + (frac * (unit_ns % scale)) / scale;
+                /* As Go: frac * unit / scale in float64, which is nanosecond accurate even for
+                 * fractions of hours (frac / scale < 1, so the term is below unit_ns <= 3.6e12). */
+                if (frac > 0)
+                        v += (uint64_t) ((double) frac * ((double) unit_ns / scale));
                 if (v < whole * unit_ns || total > UINT64_MAX - v)
                         return -ERANGE;
                 total += v;

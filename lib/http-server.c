@@ -1122,7 +1122,10 @@ static void conn_update(HttpConn *c) {
                 events |= EPOLLIN;
         if (c->out_off < c->out.len || c->tls_want_write)
                 events |= EPOLLOUT;
-        if (events) {
+        /* After a half-close with a request still at the handler nothing else would watch the
+         * socket (the timer is off too): stay registered, with no events, since epoll reports
+         * HUP/ERR regardless, so a client that then goes away orphans the request. */
+        if (events || (c->eof && c->current)) {
                 (void) sd_event_source_set_io_events(c->io, events);
                 (void) sd_event_source_set_enabled(c->io, SD_EVENT_ON);
         } else

@@ -71,8 +71,33 @@ static int create_unit_step(RegOp *op, int k, const EtcdResponse *resp) {
                         return k;
                 fl_reg_req(op, ETCD_SET, op->key[2], op->value[2]);
                 return 1;
+        case 3:
+                if (k < 0)
+                        return k;
+                /* A destroy (a recursive delete of job/<name>) between the object and the
+                 * target-state writes leaves a job directory holding only the target-state:
+                 * see whether the object is still there. */
+                op->u64[0] = resp && resp->node ? resp->node->modified_index : 0;
+                fl_reg_req(op, ETCD_GET, op->key[1], NULL);
+                op->req.quorum = true;
+                return 1;
+        case 4:
+                if (k != -ENOENT || op->u64[0] == 0)
+                        return 0; /* still there (or we cannot tell): the unit is created */
+                /* Destroyed meanwhile: the create happened before the destroy, so take our
+                 * target-state back too, unless a newer create rewrote it since. */
+                fl_reg_req(op, ETCD_DELETE, op->key[2], NULL);
+                op->req.prev_index = op->u64[0];
+                return 1;
+        case 5:
+                if (k < 0)
+                        return 0;
+                /* ... and the directory our write re-created, unless it holds something again. */
+                fl_reg_req(op, ETCD_DELETE, op->key[3], NULL);
+                op->req.dir = true;
+                return 1;
         default:
-                return k < 0 ? k : 0;
+                return 0;
         }
 }
 
@@ -101,9 +126,12 @@ static int create_unit_op(Registry *r, const char *name, const UnitFile *u, JobS
         op->value[1] = fl_reg_encode_job_object(name, hash);
         op->key[2] = reg_key(r, "job", name, "target-state");
         op->value[2] = strdup(fl_job_state_to_string(target));
+        op->key[3] = reg_key(r, "job", name);
         for (size_t i = 0; i < 3; i++)
                 if (!op->key[i] || !op->value[i])
                         return -ENOMEM;
+        if (!op->key[3])
+                return -ENOMEM;
         *ret = TAKE_PTR(op);
         return 0;
 }

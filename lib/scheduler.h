@@ -35,8 +35,10 @@ typedef struct SchedAction {
         SchedActionType type;
         char *unit;
         char *machine_id;   /* UNSCHEDULE: the machine it leaves; SCHEDULE: where it goes */
-        char *reason;       /* SET_REASON: the new value, NULL clears it; UNSCHEDULE: why, for the
-                             * log, fleet's wording (never NULL); SCHEDULE: NULL */
+        char *reason;       /* by type:
+                             *   UNSCHEDULE  why, for the log, fleet's wording; never NULL
+                             *   SCHEDULE    always NULL (scheduler.c passes none)
+                             *   SET_REASON  the new value; NULL clears it */
 } SchedAction;
 
 const char *fl_sched_action_type_to_string(SchedActionType t);   /* "unschedule", ... */

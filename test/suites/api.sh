@@ -339,6 +339,14 @@ c_put_errors() {
 		unchanged put_json /fleet/v1/units/new.service "$b" || return 1
 		expect 400 || { echo "body $b"; return 1; }
 	done
+	# an escaped backslash before "u0000" is no NUL escape: the text arrives as it is
+	put_json /fleet/v1/units/bs.service "{\"options\":$(opts 'printf \\u0000')}"
+	expect 201 "" || return 1
+	req GET /fleet/v1/units/bs.service
+	expect 200 || return 1
+	expect_eq value "$(jq -r '.options[0].value' <<<"$BODY")" 'printf \u0000' || return 1
+	req DELETE /fleet/v1/units/bs.service
+	expect 204 "" || return 1
 	# 3. name
 	unchanged put_json /fleet/v1/units/a.service "{\"name\":\"b.service\",\"options\":$HELLO_OPTS}" || return 1
 	expect_err 400 'name in URL \"a.service\" differs from unit name in request body \"b.service\"' || return 1
@@ -513,6 +521,11 @@ c_pagination() {
 	expect_err 400 "EOF" || return 1
 	req GET '/fleet/v1/units?nextPageToken=AgA='
 	expect_err 400 "unexpected EOF" || return 1
+	# Go's offsets: a short last quantum at its start, data after the padding where it starts
+	req GET '/fleet/v1/units?nextPageToken=ZAACAA'
+	expect_err 400 "illegal base64 data at input byte 4" || return 1
+	req GET '/fleet/v1/units?nextPageToken=ZAACAA%3D%3DZAAC'
+	expect_err 400 "illegal base64 data at input byte 8" || return 1
 	for p in state machines; do
 		req GET "/fleet/v1/$p?nextPageToken=EwBMLg=="
 		expect_err 400 "token limit must be 2" || return 1

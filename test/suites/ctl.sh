@@ -580,7 +580,7 @@ c_tls() {
 	port=$((32000 + RANDOM % 500))
 	printf '%s\n' "etcd_servers=$eps" "etcd_key_prefix=/fleet-test-ctl/$$/tls/" "disable_engine=true" \
 		"etcd_cafile=$tls/ca.crt" "etcd_certfile=$tls/client.crt" "etcd_keyfile=$tls/client.key" \
-		"api_listen=tcp:127.0.0.1:$port" "api_tls_certfile=$tls/server.crt" "api_tls_keyfile=$tls/server.key" \
+		"api_listen=unix:$T/tls.sock,tcp:127.0.0.1:$port" "api_tls_certfile=$tls/server.crt" "api_tls_keyfile=$tls/server.key" \
 		"api_tls_cafile=$tls/ca.crt" >"$T/tls.conf"
 	"$FLEET_BIN" scheduler -config "$T/tls.conf" >"$T/tls.log" 2>&1 </dev/null &
 	PIDS+=($!)
