@@ -3,8 +3,9 @@
 # systemd-nspawn; the shared, read-only lower layer of every test node. Cached: does nothing
 # when DIR/.fleet-rootfs-ok exists. The mirror is the one this machine's apt already uses.
 set -euo pipefail
-ROOT=${1:-${FLEET_ROOTFS:-/var/cache/fleet/rootfs-bookworm}}
-PKGS=systemd,systemd-sysv,dbus,iproute2,openssh-server,curl,netbase,iptables,procps
+PKGS=systemd,systemd-sysv,dbus,iproute2,openssh-server,curl,netbase,iptables,procps,sudo
+# The cache is keyed by the package list, so adding a package builds a new rootfs.
+ROOT=${1:-${FLEET_ROOTFS:-/var/cache/fleet/rootfs-bookworm-$(echo "$PKGS" | sha1sum | cut -c1-8)}}
 [ -e "$ROOT/.fleet-rootfs-ok" ] && { echo "$ROOT"; exit 0; }
 
 mirror=$(awk '$1=="URIs:" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)

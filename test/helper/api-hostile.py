@@ -1,7 +1,19 @@
-# Hostile requests against the API: every one must get the expected status with a JSON error
-# body {"error":{"code":N,...}} (for N >= 400) and leave the raw etcd keys under the prefix
-# unchanged (key=value; TTL refreshes do not count). Prints one line per failure, then a
-# summary; exit status 1 on any failure.
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# api-hostile.py SOCKET ETCD-ENDPOINT PREFIX: test/suites/hardening.sh's table of hostile requests
+# against fleetd's API on a unix socket (test only). Every endpoint, under /fleet/v1 and the
+# /v1-alpha alias: hostile unit names (traversal, shell syntax, %00 and raw NUL, unicode, invalid
+# UTF-8, 10 KB), malformed JSON, wrong types, unknown fields, huge values, NUL bytes, option
+# injection through line breaks, oversized and mis-framed bodies, bad Content-Types, bad
+# pagination tokens, bad PATCH operations, raw HTTP garbage. Each must get the expected status
+# with a JSON error body {"error":{"code":N,"message":...}} (for N >= 400) and leave the raw etcd
+# keys under PREFIX unchanged (keys, values and directories; TTL refreshes do not show). Bodies
+# are sent both as a creation (a new name each) and as a replacement of an existing unit.
+# Prints one line per failure, then a summary; exit status 1 on any failure.
+#
+# Accepted on purpose, like fleet, so not in the table: unit names fleet's rules allow that
+# systemd would not run (".service", "a\\b.service"; the agent refuses to write those), and
+# options with an empty section or name.
 import json, socket, sys, urllib.request, time
 
 SOCK, ETCD, PREFIX = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -82,7 +82,6 @@ unchanged() {
 	return 1
 }
 etcd_put() { curl -fs --max-time 3 -XPUT "$ETCD1/v2/keys$1" --data-urlencode "value=$2" >/dev/null; }
-etcd_get() { curl -fs --max-time 3 "$ETCD1/v2/keys$1" | jq -r .node.value; }
 
 # ---- processes ----
 new_id() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
@@ -101,12 +100,13 @@ write_conf() {
 		echo "units_directory=$T/$name.units/"
 		echo "systemd_user=true"
 		printf '%s\n' "$@"
-		# after the extra lines, so none of them can leave the API on /var/run/fleet.sock
+		# never the default /var/run/fleet.sock: a private socket unless the caller names one
 		grep -q '^api_listen=' <(printf '%s\n' "$@") || echo "api_listen=unix:$T/$name.sock"
 	} >"$T/$name.conf"
 }
 
-# start_fleet NAME ID APPLET [WRAPPER...]: runs `[WRAPPER] fleet APPLET -config $T/NAME.conf`
+# start_fleet NAME ID APPLET [WRAPPER...]: runs `fleet APPLET -config $T/NAME.conf`; with a
+# WRAPPER (valgrind and its options), `WRAPPER test/fleet-valgrind APPLET ...`
 start_fleet() {
 	local name=$1 id=$2 applet=$3 bin=$FLEET_BIN; shift 3
 	echo "$id" >"$T/$name.machine-id"
