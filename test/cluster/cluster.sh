@@ -38,6 +38,10 @@ cl_why_not() {
 	unshare -n true 2>/dev/null || { echo "cannot create network namespaces"; return; }
 	[ -d /sys/fs/cgroup/systemd ] || [ -f /sys/fs/cgroup/cgroup.controllers ] || { echo "no usable cgroup hierarchy"; return; }
 	[ -x "$CL_BUILD/fleet" ] || { echo "no fleet binary in $CL_BUILD"; return; }
+	# Nodes run the binary from the host's build directory with nothing else: it must be the
+	# static one (sanitizer builds link dynamically against the host's runtimes).
+	file -L "$CL_BUILD/fleet" | grep -q 'statically linked' ||
+		{ echo "$CL_BUILD/fleet is not static (sanitizer build): nodes cannot run it"; return; }
 }
 
 cl_init() {
