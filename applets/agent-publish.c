@@ -8,6 +8,7 @@
 
 #include "agent.h"
 #include "log.h"
+#include "named-array.h"
 #include "strv.h"
 
 #define AGENT_PUB_MAX_IN_FLIGHT 16U
@@ -34,55 +35,27 @@ static AgentPub *pub_free(AgentPub *e) {
         return mfree(e);
 }
 
-static ssize_t pub_index(AgentPublisher *p, const char *name, bool *ret_found) {
-        size_t lo = 0, hi = p->n_pubs;
-
-        while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                int c = strcmp(p->pubs[mid]->name, name);
-                if (c == 0) {
-                        *ret_found = true;
-                        return (ssize_t) mid;
-                }
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        *ret_found = false;
-        return (ssize_t) lo;
-}
-
 static AgentPub *pub_find(AgentPublisher *p, const char *name) {
         bool found;
-        ssize_t i = pub_index(p, name, &found);
+        size_t i = fl_named_array_index(p->pubs, p->n_pubs, name, &found);
         return found ? p->pubs[i] : NULL;
 }
 
 static AgentPub *pub_get(AgentPublisher *p, const char *name) {
         AgentPub *e;
         bool found;
-        ssize_t i = pub_index(p, name, &found);
+        size_t i = fl_named_array_index(p->pubs, p->n_pubs, name, &found);
 
         if (found)
                 return p->pubs[i];
-        if (p->n_pubs == p->n_allocated) {
-                size_t na = MAX(p->n_allocated * 2, (size_t) 16);
-                AgentPub **l = realloc(p->pubs, na * sizeof(AgentPub *));
-                if (!l)
-                        return NULL;
-                p->pubs = l;
-                p->n_allocated = na;
-        }
         e = new0(AgentPub, 1);
         if (!e)
                 return NULL;
         e->name = strdup(name);
         if (!e->name)
                 return pub_free(e);
-        memmove(p->pubs + i + 1, p->pubs + i, (p->n_pubs - (size_t) i) * sizeof(AgentPub *));
-        p->pubs[i] = e;
-        p->n_pubs++;
+        if (fl_named_array_insert(&p->pubs, &p->n_pubs, &p->n_allocated, i, e) < 0)
+                return pub_free(e);
         return e;
 }
 

@@ -27,6 +27,7 @@
 #include "agent-plan.h"
 #include "agent.h"
 #include "log.h"
+#include "named-array.h"
 #include "strv.h"
 #include "systemd-bus.h"
 #include "unit-file.h"
@@ -122,46 +123,19 @@ static AgentUnit *unit_free(AgentUnit *u) {
         return mfree(u);
 }
 
-static ssize_t unit_index(Agent *a, const char *name, bool *ret_found) {
-        size_t lo = 0, hi = a->n_units;
-
-        while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                int c = strcmp(a->units[mid]->name, name);
-                if (c == 0) {
-                        *ret_found = true;
-                        return (ssize_t) mid;
-                }
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        *ret_found = false;
-        return (ssize_t) lo;
-}
-
 static AgentUnit *unit_find(Agent *a, const char *name) {
         bool found;
-        ssize_t i = unit_index(a, name, &found);
+        size_t i = fl_named_array_index(a->units, a->n_units, name, &found);
         return found ? a->units[i] : NULL;
 }
 
 static AgentUnit *unit_get(Agent *a, const char *name) {
         AgentUnit *u;
         bool found;
-        ssize_t i = unit_index(a, name, &found);
+        size_t i = fl_named_array_index(a->units, a->n_units, name, &found);
 
         if (found)
                 return a->units[i];
-        if (a->n_units == a->n_allocated) {
-                size_t na = MAX(a->n_allocated * 2, (size_t) 16);
-                AgentUnit **l = realloc(a->units, na * sizeof(AgentUnit *));
-                if (!l)
-                        return NULL;
-                a->units = l;
-                a->n_allocated = na;
-        }
         u = new0(AgentUnit, 1);
         if (!u)
                 return NULL;
@@ -169,21 +143,17 @@ static AgentUnit *unit_get(Agent *a, const char *name) {
         if (!u->name)
                 return unit_free(u);
         u->state = JOB_STATE_INACTIVE;
-        memmove(a->units + i + 1, a->units + i, (a->n_units - (size_t) i) * sizeof(AgentUnit *));
-        a->units[i] = u;
-        a->n_units++;
+        if (fl_named_array_insert(&a->units, &a->n_units, &a->n_allocated, i, u) < 0)
+                return unit_free(u);
         return u;
 }
 
 static void unit_remove(Agent *a, const char *name) {
         bool found;
-        ssize_t i = unit_index(a, name, &found);
+        size_t i = fl_named_array_index(a->units, a->n_units, name, &found);
 
-        if (!found)
-                return;
-        unit_free(a->units[i]);
-        memmove(a->units + i, a->units + i + 1, (a->n_units - (size_t) i - 1) * sizeof(AgentUnit *));
-        a->n_units--;
+        if (found)
+                unit_free(fl_named_array_remove(a->units, &a->n_units, i));
 }
 
 static bool unit_owned(const AgentUnit *u) {

@@ -38,44 +38,20 @@ static int machine_json(Buf *b, const RegMachine *m) {
         return r;
 }
 
+static int machines_item_json(Buf *b, const void *userdata, size_t i) {
+        const RegSnapshot *snap = userdata;
+        return machine_json(b, &snap->machines[i]);
+}
+
 void fl_api_machines_list(ApiCall *call, const RegSnapshot *snap) {
-        Buf b = BUF_INIT;
         ApiPage p;
-        size_t start, end;
-        bool more, first = true;
-        int r;
 
         if (fl_api_page_from_request(call->api, call->req, &p) < 0) {
                 fl_api_call_free(call);
                 return;
         }
-        more = fl_api_page_range(&p, snap->n_machines, &start, &end);
-        r = fl_buf_putc(&b, '{');
-        if (r >= 0 && end > start) {
-                r = fl_buf_puts(&b, "\"machines\":[");
-                first = false;
-                for (size_t i = start; r >= 0 && i < end; i++) {
-                        if (i > start)
-                                r = fl_buf_putc(&b, ',');
-                        if (r >= 0)
-                                r = machine_json(&b, &snap->machines[i]);
-                }
-                if (r >= 0)
-                        r = fl_buf_putc(&b, ']');
-        }
-        if (r >= 0 && more) {
-                char token[9];
-                fl_api_page_token(p.limit, (p.page + 1) & 0xffff, token);
-                r = fl_api_json_field(&b, &first, "nextPageToken", token);
-        }
-        if (r >= 0)
-                r = fl_buf_putc(&b, '}');
-        if (r < 0) {
-                fl_buf_done(&b);
-                fl_api_reply_error(call->req, 500, "");
-        } else
-                fl_api_reply_json(call->req, 200, &b);
-        fl_api_call_free(call);
+        /* fleet's MachinePage has its token after the list */
+        fl_api_reply_page(call, &p, snap->n_machines, "machines", true, machines_item_json, snap);
 }
 
 /* ---- PATCH ---- */

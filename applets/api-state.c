@@ -32,16 +32,23 @@ static const char *first_value(HttpRequest *req, const char *key, char ***values
         return n > 0 ? (*values)[0] : NULL;
 }
 
+typedef struct StateMatches {
+        const RegSnapshot *snap;
+        const size_t *match; /* indexes into snap->states */
+} StateMatches;
+
+static int states_item_json(Buf *b, const void *userdata, size_t i) {
+        const StateMatches *m = userdata;
+        return state_json(b, &m->snap->states[m->match[i]]);
+}
+
 /* Filters (exact match) apply before pagination, so pages count matching states only. */
 void fl_api_state_list(ApiCall *call, const RegSnapshot *snap) {
         _cleanup_strv_free_ char **mvals = NULL, **uvals = NULL;
         _cleanup_free_ size_t *match = NULL;
         const char *machine, *unit;
-        Buf b = BUF_INIT;
-        size_t n = 0, start, end;
+        size_t n = 0;
         ApiPage p;
-        bool more, first = true;
-        int r;
 
         if (fl_api_page_from_request(call->api, call->req, &p) < 0) {
                 fl_api_call_free(call);
@@ -63,33 +70,7 @@ void fl_api_state_list(ApiCall *call, const RegSnapshot *snap) {
                         continue;
                 match[n++] = i;
         }
-
-        more = fl_api_page_range(&p, n, &start, &end);
-        r = fl_buf_putc(&b, '{');
-        if (r >= 0 && more) {
-                char token[9];
-                fl_api_page_token(p.limit, (p.page + 1) & 0xffff, token);
-                r = fl_api_json_field(&b, &first, "nextPageToken", token);
-        }
-        if (r >= 0 && end > start) {
-                r = fl_buf_printf(&b, "%s\"states\":[", first ? "" : ",");
-                for (size_t i = start; r >= 0 && i < end; i++) {
-                        if (i > start)
-                                r = fl_buf_putc(&b, ',');
-                        if (r >= 0)
-                                r = state_json(&b, &snap->states[match[i]]);
-                }
-                if (r >= 0)
-                        r = fl_buf_putc(&b, ']');
-        }
-        if (r >= 0)
-                r = fl_buf_putc(&b, '}');
-        if (r < 0) {
-                fl_buf_done(&b);
-                fl_api_reply_error(call->req, 500, "");
-        } else
-                fl_api_reply_json(call->req, 200, &b);
-        fl_api_call_free(call);
+        fl_api_reply_page(call, &p, n, "states", false, states_item_json, &(StateMatches) { snap, match });
 }
 
 /* fleet v1.0.0 crashes the handler here when there is no state (it dereferences a nil state and

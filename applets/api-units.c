@@ -54,43 +54,19 @@ static int unit_json(Buf *b, const RegUnit *u, bool collection) {
         return r;
 }
 
+static int units_item_json(Buf *b, const void *userdata, size_t i) {
+        const RegSnapshot *snap = userdata;
+        return unit_json(b, &snap->units[i], true);
+}
+
 void fl_api_units_list(ApiCall *call, const RegSnapshot *snap) {
-        Buf b = BUF_INIT;
         ApiPage p;
-        size_t start, end;
-        bool more, first = true;
-        int r;
 
         if (fl_api_page_from_request(call->api, call->req, &p) < 0) {
                 fl_api_call_free(call);
                 return;
         }
-        more = fl_api_page_range(&p, snap->n_units, &start, &end);
-        r = fl_buf_putc(&b, '{');
-        if (r >= 0 && more) {
-                char token[9];
-                fl_api_page_token(p.limit, (p.page + 1) & 0xffff, token);
-                r = fl_api_json_field(&b, &first, "nextPageToken", token);
-        }
-        if (r >= 0 && end > start) {
-                r = fl_buf_printf(&b, "%s\"units\":[", first ? "" : ",");
-                for (size_t i = start; r >= 0 && i < end; i++) {
-                        if (i > start)
-                                r = fl_buf_putc(&b, ',');
-                        if (r >= 0)
-                                r = unit_json(&b, &snap->units[i], true);
-                }
-                if (r >= 0)
-                        r = fl_buf_putc(&b, ']');
-        }
-        if (r >= 0)
-                r = fl_buf_putc(&b, '}');
-        if (r < 0) {
-                fl_buf_done(&b);
-                fl_api_reply_error(call->req, 500, "");
-        } else
-                fl_api_reply_json(call->req, 200, &b);
-        fl_api_call_free(call);
+        fl_api_reply_page(call, &p, snap->n_units, "units", false, units_item_json, snap);
 }
 
 void fl_api_unit_get(ApiCall *call, const RegSnapshot *snap) {

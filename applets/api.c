@@ -321,6 +321,48 @@ bool fl_api_page_range(const ApiPage *p, size_t n, size_t *ret_start, size_t *re
         return end <= n;
 }
 
+static int page_token_field(Buf *b, bool *first, const ApiPage *p) {
+        char token[9];
+
+        fl_api_page_token(p->limit, (p->page + 1) & 0xffff, token);
+        return fl_api_json_field(b, first, "nextPageToken", token);
+}
+
+void fl_api_reply_page(ApiCall *call, const ApiPage *p, size_t n, const char *member, bool token_last,
+                       ApiItemJson item_json, const void *userdata) {
+        Buf b = BUF_INIT;
+        size_t start, end;
+        bool more, first = true;
+        int r;
+
+        more = fl_api_page_range(p, n, &start, &end);
+        r = fl_buf_putc(&b, '{');
+        if (r >= 0 && more && !token_last)
+                r = page_token_field(&b, &first, p);
+        if (r >= 0 && end > start) {
+                r = fl_buf_printf(&b, "%s\"%s\":[", first ? "" : ",", member);
+                first = false;
+                for (size_t i = start; r >= 0 && i < end; i++) {
+                        if (i > start)
+                                r = fl_buf_putc(&b, ',');
+                        if (r >= 0)
+                                r = item_json(&b, userdata, i);
+                }
+                if (r >= 0)
+                        r = fl_buf_putc(&b, ']');
+        }
+        if (r >= 0 && more && token_last)
+                r = page_token_field(&b, &first, p);
+        if (r >= 0)
+                r = fl_buf_putc(&b, '}');
+        if (r < 0) {
+                fl_buf_done(&b);
+                fl_api_reply_error(call->req, 500, "");
+        } else
+                fl_api_reply_json(call->req, 200, &b);
+        fl_api_call_free(call);
+}
+
 /* ---- Calls ---- */
 
 ApiCall *fl_api_call_new(Api *a, HttpRequest *req, const char *item) {

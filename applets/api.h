@@ -79,6 +79,13 @@ void fl_api_page_token(unsigned limit, unsigned page, char ret[static 9]);
 int fl_api_page_token_parse(const char *token, ApiPage *ret, char **ret_msg);
 /* Range [*ret_start, *ret_end) of n items for page p; whether a next token is due. */
 bool fl_api_page_range(const ApiPage *p, size_t n, size_t *ret_start, size_t *ret_end);
+/* Writes item i of a collection (userdata: the caller's) as a JSON object. */
+typedef int (*ApiItemJson)(Buf *b, const void *userdata, size_t i);
+/* Replies 200 with page p of a collection of n items, {"nextPageToken":...,"<member>":[...]}
+ * (the token after the list when token_last, as fleet's encoder orders that entity), or 500;
+ * frees call. */
+void fl_api_reply_page(ApiCall *call, const ApiPage *p, size_t n, const char *member, bool token_last,
+                       ApiItemJson item_json, const void *userdata);
 
 /* ---- Calls ---- */
 ApiCall *fl_api_call_new(Api *a, HttpRequest *req, const char *item);

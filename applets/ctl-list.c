@@ -63,6 +63,27 @@ static int table_print(CtlTable *t) {
         return fl_ctl_print(s);
 }
 
+/* The text of field f of one item (newly allocated), NULL on OOM. */
+typedef char *(*FieldFunc)(Ctl *c, const void *item, const char *f);
+
+/* The table of n items of size bytes: a row an item, a column a field, under the header. */
+static int print_table(Ctl *c, char **fields, const void *items, size_t n, size_t size, FieldFunc field) {
+        _cleanup_(fl_ctl_table_freep) CtlTable *t = NULL;
+        int r;
+
+        r = fl_ctl_table_new(fl_strv_length(fields), &t);
+        if (r >= 0)
+                r = table_header(c, t, fields);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                STRV_FOREACH(f, fields) {
+                        _cleanup_free_ char *v = field(c, (const char *) items + i * size, *f);
+                        r = v ? fl_ctl_table_add(t, v) : -ENOMEM;
+                        if (r < 0)
+                                break;
+                }
+        return r < 0 ? log_oom() : table_print(t);
+}
+
 /* Legend of a machine ID: with the IP when the machine is known (fleet's machineFullLegend). */
 static char *legend_of(Ctl *c, const char *id, bool full) {
         const ApiMachine *m = fl_ctl_machine_cached(c, id);
@@ -72,6 +93,16 @@ static char *legend_of(Ctl *c, const char *id, bool full) {
 /* ---- list-machines ---- */
 
 static const char *const machine_fields[] = { "machine", "ip", "metadata", NULL };
+
+static char *machine_field(Ctl *c, const void *item, const char *f) {
+        const ApiMachine *m = item;
+
+        if (streq(f, "machine"))
+                return fl_ctl_machine_legend(m->id, NULL, c->full);
+        if (streq(f, "ip"))
+                return strdup(isempty(m->public_ip) ? "-" : m->public_ip);
+        return fl_ctl_format_metadata(m->metadata, m->n_metadata);
+}
 
 static int machines_json(ApiMachine *ms, size_t n) {
         _cleanup_(cJSON_Deletep) cJSON *root = cJSON_CreateObject();
@@ -97,7 +128,6 @@ static int machines_json(ApiMachine *ms, size_t n) {
 
 int fl_ctl_verb_list_machines(Ctl *c, int argc, char **argv) {
         _cleanup_strv_free_ char **fields = NULL;
-        _cleanup_(fl_ctl_table_freep) CtlTable *t = NULL;
         ApiMachine *ms = NULL;
         size_t n = 0;
         CtlDriver *d;
@@ -123,24 +153,7 @@ int fl_ctl_verb_list_machines(Ctl *c, int argc, char **argv) {
                 goto finish;
         }
 
-        r = fl_ctl_table_new(fl_strv_length(fields), &t);
-        if (r >= 0)
-                r = table_header(c, t, fields);
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                STRV_FOREACH(f, fields) {
-                        _cleanup_free_ char *v = NULL;
-
-                        if (streq(*f, "machine"))
-                                v = fl_ctl_machine_legend(ms[i].id, NULL, c->full);
-                        else if (streq(*f, "ip"))
-                                v = strdup(isempty(ms[i].public_ip) ? "-" : ms[i].public_ip);
-                        else
-                                v = fl_ctl_format_metadata(ms[i].metadata, ms[i].n_metadata);
-                        r = v ? fl_ctl_table_add(t, v) : -ENOMEM;
-                        if (r < 0)
-                                break;
-                }
-        r = r < 0 ? log_oom() : table_print(t);
+        r = print_table(c, fields, ms, n, sizeof(ApiMachine), machine_field);
 finish:
         fl_api_machines_free(ms, n);
         return r < 0 ? 1 : 0;
@@ -150,7 +163,8 @@ finish:
 
 static const char *const state_fields[] = { "unit", "load", "active", "sub", "machine", "hash", NULL };
 
-static char *state_field(Ctl *c, const ApiUnitState *s, const char *f) {
+static char *state_field(Ctl *c, const void *item, const char *f) {
+        const ApiUnitState *s = item;
         const char *v;
 
         if (streq(f, "unit"))
@@ -200,7 +214,6 @@ static int states_json(Ctl *c, ApiUnitState *ss, size_t n) {
 
 int fl_ctl_verb_list_units(Ctl *c, int argc, char **argv) {
         _cleanup_strv_free_ char **fields = NULL;
-        _cleanup_(fl_ctl_table_freep) CtlTable *t = NULL;
         ApiUnitState *ss = NULL;
         size_t n = 0;
         CtlDriver *d;
@@ -222,17 +235,7 @@ int fl_ctl_verb_list_units(Ctl *c, int argc, char **argv) {
                 r = states_json(c, ss, n);
                 goto finish;
         }
-        r = fl_ctl_table_new(fl_strv_length(fields), &t);
-        if (r >= 0)
-                r = table_header(c, t, fields);
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                STRV_FOREACH(f, fields) {
-                        _cleanup_free_ char *v = state_field(c, &ss[i], *f);
-                        r = v ? fl_ctl_table_add(t, v) : -ENOMEM;
-                        if (r < 0)
-                                break;
-                }
-        r = r < 0 ? log_oom() : table_print(t);
+        r = print_table(c, fields, ss, n, sizeof(ApiUnitState), state_field);
 finish:
         fl_api_unit_states_free(ss, n);
         return r < 0 ? 1 : 0;
@@ -243,9 +246,13 @@ finish:
 static const char *const unit_fields[] = { "unit", "hash", "dstate", "state", "target", "tmachine",
                                            "global", "desc", NULL };
 
-static char *unit_field(Ctl *c, const ApiUnit *u, bool global, const char *f) {
+static char *unit_field(Ctl *c, const void *item, const char *f) {
+        const ApiUnit *u = item;
+        bool global;
+
         if (streq(f, "unit"))
                 return strdup(u->name);
+        global = fl_ctl_unit_is_global(u);
         if (streq(f, "global"))
                 return strdup(global ? "true" : "false");
         if (streq(f, "dstate"))
@@ -299,7 +306,6 @@ static int units_json(ApiUnit *us, size_t n) {
 
 int fl_ctl_verb_list_unit_files(Ctl *c, int argc, char **argv) {
         _cleanup_strv_free_ char **fields = NULL;
-        _cleanup_(fl_ctl_table_freep) CtlTable *t = NULL;
         ApiUnit *us = NULL;
         size_t n = 0;
         CtlDriver *d;
@@ -325,20 +331,7 @@ int fl_ctl_verb_list_unit_files(Ctl *c, int argc, char **argv) {
                 r = units_json(us, n);
                 goto finish;
         }
-        r = fl_ctl_table_new(fl_strv_length(fields), &t);
-        if (r >= 0)
-                r = table_header(c, t, fields);
-        for (size_t i = 0; r >= 0 && i < n; i++) {
-                bool global = fl_ctl_unit_is_global(&us[i]);
-
-                STRV_FOREACH(f, fields) {
-                        _cleanup_free_ char *v = unit_field(c, &us[i], global, *f);
-                        r = v ? fl_ctl_table_add(t, v) : -ENOMEM;
-                        if (r < 0)
-                                break;
-                }
-        }
-        r = r < 0 ? log_oom() : table_print(t);
+        r = print_table(c, fields, us, n, sizeof(ApiUnit), unit_field);
 finish:
         fl_api_units_free(us, n);
         return r < 0 ? 1 : 0;

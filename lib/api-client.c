@@ -222,83 +222,81 @@ static int page_begin(const char *json, size_t len, const char *member, cJSON **
         return 0;
 }
 
-int fl_api_decode_unit_page(const char *json, size_t len, ApiUnit **units, size_t *n_units, char **ret_next_token) {
+typedef int (*ItemDecoder)(const cJSON *o, void *ret);
+
+/* Appends the items of a page's list member to *items_ptr (a T * variable holding *n_items
+ * elements of size bytes; room for one more is kept) and takes its nextPageToken. Items
+ * decoded before a failure stay in the list. */
+static int decode_page(const char *json, size_t len, const char *member, void *items_ptr, size_t *n_items,
+                       size_t size, ItemDecoder decode, char **ret_next_token) {
         _cleanup_(cJSON_Deletep) cJSON *root = NULL;
         _cleanup_free_ char *token = NULL;
         const cJSON *list, *it;
-        size_t n = *n_units, add;
-        ApiUnit *l;
+        size_t n = *n_items, add;
+        char *l;
         int r;
 
-        r = page_begin(json, len, "units", &root, &list, &token);
+        r = page_begin(json, len, member, &root, &list, &token);
         if (r < 0)
                 return r;
         add = list ? (size_t) cJSON_GetArraySize(list) : 0;
-        l = realloc(*units, (n + add + 1) * sizeof(ApiUnit));
+        memcpy(&l, items_ptr, sizeof(l));
+        l = realloc(l, (n + add + 1) * size);
         if (!l)
                 return -ENOMEM;
-        *units = l;
+        memcpy(items_ptr, &l, sizeof(l));
         cJSON_ArrayForEach(it, list) {
-                r = decode_unit_object(it, &l[n]);
+                r = decode(it, l + n * size);
                 if (r < 0)
                         break;
                 n++;
         }
-        *n_units = n;
+        *n_items = n;
         if (r < 0)
                 return r;
         *ret_next_token = TAKE_PTR(token);
         return 0;
 }
 
-int fl_api_decode_state_page(const char *json, size_t len, ApiUnitState **states, size_t *n_states,
-                             char **ret_next_token) {
-        _cleanup_(cJSON_Deletep) cJSON *root = NULL;
-        _cleanup_free_ char *token = NULL;
-        const cJSON *list, *it;
-        size_t n = *n_states, add;
-        ApiUnitState *l;
+static int decode_unit_item(const cJSON *o, void *ret) {
+        return decode_unit_object(o, ret);
+}
+
+int fl_api_decode_unit_page(const char *json, size_t len, ApiUnit **units, size_t *n_units, char **ret_next_token) {
+        return decode_page(json, len, "units", units, n_units, sizeof(ApiUnit), decode_unit_item, ret_next_token);
+}
+
+static int decode_state_object(const cJSON *o, void *ret) {
+        ApiUnitState s = {};
         int r;
 
-        r = page_begin(json, len, "states", &root, &list, &token);
-        if (r < 0)
+        if (!cJSON_IsObject(o))
+                return -EBADMSG;
+        r = json_opt_string(o, "name", &s.name);
+        if (r >= 0)
+                r = json_opt_string(o, "machineID", &s.machine_id);
+        if (r >= 0)
+                r = json_opt_string(o, "hash", &s.hash);
+        if (r >= 0)
+                r = json_opt_string(o, "systemdLoadState", &s.load_state);
+        if (r >= 0)
+                r = json_opt_string(o, "systemdActiveState", &s.active_state);
+        if (r >= 0)
+                r = json_opt_string(o, "systemdSubState", &s.sub_state);
+        if (r >= 0 && !s.name)
+                r = -EBADMSG;
+        if (r < 0) {
+                fl_api_unit_state_done(&s);
                 return r;
-        add = list ? (size_t) cJSON_GetArraySize(list) : 0;
-        l = realloc(*states, (n + add + 1) * sizeof(ApiUnitState));
-        if (!l)
-                return -ENOMEM;
-        *states = l;
-        cJSON_ArrayForEach(it, list) {
-                ApiUnitState s = {};
-
-                if (!cJSON_IsObject(it)) {
-                        r = -EBADMSG;
-                        break;
-                }
-                r = json_opt_string(it, "name", &s.name);
-                if (r >= 0)
-                        r = json_opt_string(it, "machineID", &s.machine_id);
-                if (r >= 0)
-                        r = json_opt_string(it, "hash", &s.hash);
-                if (r >= 0)
-                        r = json_opt_string(it, "systemdLoadState", &s.load_state);
-                if (r >= 0)
-                        r = json_opt_string(it, "systemdActiveState", &s.active_state);
-                if (r >= 0)
-                        r = json_opt_string(it, "systemdSubState", &s.sub_state);
-                if (r >= 0 && !s.name)
-                        r = -EBADMSG;
-                if (r < 0) {
-                        fl_api_unit_state_done(&s);
-                        break;
-                }
-                l[n++] = s;
         }
-        *n_states = n;
-        if (r < 0)
-                return r;
-        *ret_next_token = TAKE_PTR(token);
+        *(ApiUnitState *) ret = s;
         return 0;
+}
+
+int fl_api_decode_state_page(const char *json, size_t len, ApiUnitState **states, size_t *n_states,
+                             char **ret_next_token) {
+        return decode_page(json, len, "states", states, n_states, sizeof(ApiUnitState),
+                           decode_state_object, ret_next_token);
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -339,48 +337,31 @@ static int decode_metadata(const cJSON *md, ApiMachine *m) {
         return 0;
 }
 
-int fl_api_decode_machine_page(const char *json, size_t len, ApiMachine **machines, size_t *n_machines,
-                               char **ret_next_token) {
-        _cleanup_(cJSON_Deletep) cJSON *root = NULL;
-        _cleanup_free_ char *token = NULL;
-        const cJSON *list, *it;
-        size_t n = *n_machines, add;
-        ApiMachine *l;
+static int decode_machine_object(const cJSON *o, void *ret) {
+        ApiMachine m = {};
         int r;
 
-        r = page_begin(json, len, "machines", &root, &list, &token);
-        if (r < 0)
+        if (!cJSON_IsObject(o))
+                return -EBADMSG;
+        r = json_opt_string(o, "id", &m.id);
+        if (r >= 0)
+                r = json_opt_string(o, "primaryIP", &m.public_ip);
+        if (r >= 0)
+                r = decode_metadata(cJSON_GetObjectItemCaseSensitive(o, "metadata"), &m);
+        if (r >= 0 && !m.id)
+                r = -EBADMSG;
+        if (r < 0) {
+                fl_api_machine_done(&m);
                 return r;
-        add = list ? (size_t) cJSON_GetArraySize(list) : 0;
-        l = realloc(*machines, (n + add + 1) * sizeof(ApiMachine));
-        if (!l)
-                return -ENOMEM;
-        *machines = l;
-        cJSON_ArrayForEach(it, list) {
-                ApiMachine m = {};
-
-                if (!cJSON_IsObject(it)) {
-                        r = -EBADMSG;
-                        break;
-                }
-                r = json_opt_string(it, "id", &m.id);
-                if (r >= 0)
-                        r = json_opt_string(it, "primaryIP", &m.public_ip);
-                if (r >= 0)
-                        r = decode_metadata(cJSON_GetObjectItemCaseSensitive(it, "metadata"), &m);
-                if (r >= 0 && !m.id)
-                        r = -EBADMSG;
-                if (r < 0) {
-                        fl_api_machine_done(&m);
-                        break;
-                }
-                l[n++] = m;
         }
-        *n_machines = n;
-        if (r < 0)
-                return r;
-        *ret_next_token = TAKE_PTR(token);
+        *(ApiMachine *) ret = m;
         return 0;
+}
+
+int fl_api_decode_machine_page(const char *json, size_t len, ApiMachine **machines, size_t *n_machines,
+                               char **ret_next_token) {
+        return decode_page(json, len, "machines", machines, n_machines, sizeof(ApiMachine),
+                           decode_machine_object, ret_next_token);
 }
 
 char *fl_api_encode_unit(const char *name, const char *desired_state, const UnitFile *u) {

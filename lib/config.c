@@ -403,9 +403,11 @@ int fl_parse_go_duration(const char *s, uint64_t *ret_usec) {
         return 0;
 }
 
-/* etcd_servers: comma list whose items are stripped of leading ` ["` and trailing ` "]`, so
- * both `["http://a:2379","http://b:2379"]` and `http://a:2379,http://b:2379` work. */
-static int parse_servers(const char *s, char ***ret) {
+/* Adds one piece (p, n) of a comma list to the strv *l. */
+typedef int (*ListPieceFunc)(char ***l, const char *p, size_t n);
+
+/* Splits s at every ',' and hands each piece, empty ones too, to add; *ret: what they added. */
+static int parse_comma_list(const char *s, ListPieceFunc add, char ***ret) {
         _cleanup_strv_free_ char **l = NULL;
         int r;
 
@@ -414,20 +416,10 @@ static int parse_servers(const char *s, char ***ret) {
                 return -ENOMEM;
         for (const char *p = s;;) {
                 size_t n = strcspn(p, ",");
-                const char *b = p, *e = p + n;
 
-                while (b < e && strchr(" [\"", *b))
-                        b++;
-                while (e > b && strchr(" \"]", e[-1]))
-                        e--;
-                if (e > b) {
-                        char *item = strndup(b, (size_t) (e - b));
-                        if (!item)
-                                return -ENOMEM;
-                        r = fl_strv_push(&l, item);
-                        if (r < 0)
-                                return r;
-                }
+                r = add(&l, p, n);
+                if (r < 0)
+                        return r;
                 if (!p[n])
                         break;
                 p += n + 1;
@@ -436,82 +428,79 @@ static int parse_servers(const char *s, char ***ret) {
         return 0;
 }
 
-static int parse_list(const char *s, char ***ret) {
-        _cleanup_strv_free_ char **l = NULL;
-        int r;
+/* Appends a copy of (p, n) unless it is empty. */
+static int push_nonempty(char ***l, const char *p, size_t n) {
+        char *item;
 
-        l = new0(char *, 1);
-        if (!l)
+        if (n == 0)
+                return 0;
+        item = strndup(p, n);
+        if (!item)
                 return -ENOMEM;
-        for (const char *p = s;;) {
-                size_t n = strcspn(p, ","), tn = n;
-                const char *t = p;
+        return fl_strv_push(l, item);
+}
 
-                trim(&t, &tn);
-                if (tn > 0) {
-                        char *c = strndup(t, tn);
-                        if (!c)
-                                return -ENOMEM;
-                        r = fl_strv_push(&l, c);
-                        if (r < 0)
-                                return r;
-                }
-                if (!p[n])
-                        break;
-                p += n + 1;
-        }
-        *ret = TAKE_PTR(l);
-        return 0;
+/* etcd_servers: comma list whose items are stripped of leading ` ["` and trailing ` "]`, so
+ * both `["http://a:2379","http://b:2379"]` and `http://a:2379,http://b:2379` work. */
+static int add_server(char ***l, const char *p, size_t n) {
+        const char *b = p, *e = p + n;
+
+        while (b < e && strchr(" [\"", *b))
+                b++;
+        while (e > b && strchr(" \"]", e[-1]))
+                e--;
+        return push_nonempty(l, b, (size_t) (e - b));
+}
+
+static int parse_servers(const char *s, char ***ret) {
+        return parse_comma_list(s, add_server, ret);
+}
+
+static int add_list_item(char ***l, const char *p, size_t n) {
+        trim(&p, &n);
+        return push_nonempty(l, p, n);
+}
+
+static int parse_list(const char *s, char ***ret) {
+        return parse_comma_list(s, add_list_item, ret);
 }
 
 /* metadata: `k=v,k=v`; pieces without '=' dropped; key and value trimmed; a later duplicate
  * replaces the value in place. Pieces with an empty key are dropped too: no selector could
  * ever match them. */
-static int parse_metadata(const char *s, char ***ret) {
-        _cleanup_strv_free_ char **l = NULL;
+static int add_metadata_pair(char ***l, const char *p, size_t n) {
+        const char *eq = memchr(p, '=', n);
+        const char *k = p, *v;
+        size_t kn, vn;
         int r;
 
-        l = new0(char *, 1);
-        if (!l)
+        if (!eq)
+                return 0;
+        v = eq + 1;
+        kn = (size_t) (eq - p);
+        vn = n - kn - 1;
+        trim(&k, &kn);
+        trim(&v, &vn);
+        if (kn == 0)
+                return 0;
+
+        _cleanup_free_ char *key = strndup(k, kn), *value = strndup(v, vn);
+        if (!key || !value)
                 return -ENOMEM;
-        for (const char *p = s;;) {
-                size_t n = strcspn(p, ",");
-                const char *eq = memchr(p, '=', n);
-
-                if (eq) {
-                        const char *k = p, *v = eq + 1;
-                        size_t kn = (size_t) (eq - p), vn = n - kn - 1;
-                        bool replaced = false;
-
-                        trim(&k, &kn);
-                        trim(&v, &vn);
-                        if (kn > 0) {
-                                _cleanup_free_ char *key = strndup(k, kn), *value = strndup(v, vn);
-                                if (!key || !value)
-                                        return -ENOMEM;
-                                for (size_t i = 0; l[i]; i += 2)
-                                        if (streq(l[i], key)) {
-                                                free(l[i + 1]);
-                                                l[i + 1] = TAKE_PTR(value);
-                                                replaced = true;
-                                                break;
-                                        }
-                                if (!replaced) {
-                                        r = fl_strv_push(&l, TAKE_PTR(key));
-                                        if (r < 0)
-                                                return r;
-                                        r = fl_strv_push(&l, TAKE_PTR(value));
-                                        if (r < 0)
-                                                return r;
-                                }
-                        }
+        for (size_t i = 0; (*l)[i]; i += 2)
+                if (streq((*l)[i], key)) {
+                        free((*l)[i + 1]);
+                        (*l)[i + 1] = TAKE_PTR(value);
+                        return 0;
                 }
-                if (!p[n])
-                        break;
-                p += n + 1;
-        }
-        *ret = TAKE_PTR(l);
-        return 0;
+        r = fl_strv_push(l, TAKE_PTR(key));
+        if (r < 0)
+                return r;
+        return fl_strv_push(l, TAKE_PTR(value));
+}
+
+static int parse_metadata(const char *s, char ***ret) {
+        return parse_comma_list(s, add_metadata_pair, ret);
 }
 
 static int add_warning(FleetConfig *c, const char *fmt, ...) _printf_(2, 3);

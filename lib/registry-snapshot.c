@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "named-array.h"
 #include "registry-internal.h"
 #include "strv.h"
 
@@ -630,74 +631,39 @@ RegSnapshot *fl_reg_snapshot_free(RegSnapshot *s) {
         return NULL;
 }
 
+/* Units, machines and states all start with their key (see fl_sorted_find()). */
+_Static_assert(offsetof(RegUnit, name) == 0 && offsetof(RegMachine, id) == 0 &&
+                       offsetof(RegUnitState, name) == 0,
+               "fl_sorted_find() needs the key first");
+
 const RegUnit *fl_reg_snapshot_find_unit(const RegSnapshot *s, const char *name) {
-        size_t lo = 0, hi;
-        if (!s || !name)
+        ssize_t i;
+        if (!s)
                 return NULL;
-        hi = s->n_units;
-        while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                int c = strcmp(s->units[mid].name, name);
-                if (c == 0)
-                        return &s->units[mid];
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return NULL;
+        i = fl_sorted_find(s->units, s->n_units, sizeof(RegUnit), name);
+        return i < 0 ? NULL : &s->units[i];
 }
 
 const RegMachine *fl_reg_snapshot_find_machine(const RegSnapshot *s, const char *id) {
-        size_t lo = 0, hi;
-        if (!s || !id)
+        ssize_t i;
+        if (!s)
                 return NULL;
-        hi = s->n_machines;
-        while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                int c = strcmp(s->machines[mid].id, id);
-                if (c == 0)
-                        return &s->machines[mid];
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return NULL;
+        i = fl_sorted_find(s->machines, s->n_machines, sizeof(RegMachine), id);
+        return i < 0 ? NULL : &s->machines[i];
 }
 
 ssize_t fl_reg_snapshot_find_states(const RegSnapshot *s, const char *name) {
-        size_t lo = 0, hi;
-        if (!s || !name)
+        if (!s)
                 return -1;
-        hi = s->n_states;
-        /* Lower bound on name. */
-        while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                if (strcmp(s->states[mid].name, name) < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        if (lo < s->n_states && streq(s->states[lo].name, name))
-                return (ssize_t) lo;
-        return -1;
+        /* The first of the states of name (one per machine). */
+        return fl_sorted_find(s->states, s->n_states, sizeof(RegUnitState), name);
 }
 
 const char *fl_reg_machine_metadata(const RegMachine *m, const char *key) {
-        size_t lo = 0, hi;
-        if (!m || !key)
+        ssize_t i;
+        if (!m)
                 return NULL;
-        hi = m->n_metadata;
-        while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                int c = strcmp(m->metadata[2 * mid], key);
-                if (c == 0)
-                        return m->metadata[2 * mid + 1];
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return NULL;
+        /* Pairs k, v: an array of two-pointer elements keyed by k. */
+        i = fl_sorted_find(m->metadata, m->n_metadata, 2 * sizeof(char *), key);
+        return i < 0 ? NULL : m->metadata[2 * i + 1];
 }

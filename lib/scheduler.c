@@ -34,6 +34,7 @@
 #include <stdio.h>
 
 #include "buf.h"
+#include "named-array.h"
 #include "scheduler.h"
 #include "strv.h"
 #include "unit-name.h"
@@ -138,32 +139,12 @@ static void plan_done(Plan *p) {
         free(p->queue);
 }
 
-/* Index of name in a strcmp-sorted array of n elements of size sz whose first member is the
- * name, or -1. (Snapshot units and machines both start with their key.) */
-_Static_assert(offsetof(RegUnit, name) == 0 && offsetof(RegMachine, id) == 0,
-               "find_sorted() needs the key first");
-static ssize_t find_sorted(const void *base, size_t n, size_t sz, const char *name) {
-        size_t lo = 0, hi = n;
-
-        while (name && lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                int c = strcmp(*(char *const *) ((const char *) base + mid * sz), name);
-                if (c == 0)
-                        return (ssize_t) mid;
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return -1;
-}
-
 static int plan_machine_index(const Plan *p, const char *id) {
-        return (int) find_sorted(p->s->machines, p->s->n_machines, sizeof(RegMachine), id);
+        return (int) fl_sorted_find(p->s->machines, p->s->n_machines, sizeof(RegMachine), id);
 }
 
 static ssize_t plan_unit_index(const Plan *p, const char *name) {
-        return find_sorted(p->s->units, p->s->n_units, sizeof(RegUnit), name);
+        return fl_sorted_find(p->s->units, p->s->n_units, sizeof(RegUnit), name);
 }
 
 static bool plan_metadata_match(const Plan *p, const UnitRequirements *req, size_t mi) {
