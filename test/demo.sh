@@ -22,7 +22,7 @@ why=$(cl_why_not)
 [ -z "$why" ] || { echo "cannot start the demo: $why" >&2; exit 1; }
 cl_init || { cl_teardown; exit 1; }
 for n in 1 2 3; do
-	cl_boot "$n" "region=$([ "$n" = 3 ] && echo eu || echo us)" || { echo "node $n failed to boot" >&2; cl_teardown; exit 1; }
+	cl_boot "$n" "region=$([ "$n" = 3 ] && echo eu || echo us),role=web" || { echo "node $n failed to boot" >&2; cl_teardown; exit 1; }
 done
 ep="http://$(cl_ip 1):54728"
 cat <<MSG
@@ -32,6 +32,7 @@ Try:
 
   build/fleetctl --endpoint $ep list-machines
   build/fleetctl --endpoint $ep start units/examples/hello.service
+  build/fleetctl --endpoint $ep start units/examples/web@{1..3}.service
   build/fleetctl --endpoint $ep list-units
 
 Inside a node: nsenter -t \$(cat $CL_STATE/nodes/n1/init.pid) -a systemctl status fleet
