@@ -352,6 +352,8 @@ static int do_load(int argc, char **argv) {
                         first = false;
                 }
         printf("\n");
+        free(lat);
+        free(th);
         return invalid == 0 && unfinished == 0 ? 0 : 1;
 }
 
@@ -433,6 +435,8 @@ static int do_idle(int argc, char **argv) {
                 usleep(100 * 1000);
         } while (now_sec() < end);
         printf("idle=%d s503=%d closed=%d other=%d held=%d fresh=%d\n", idle, s503, closed, other, held, fresh);
+        free(fds);
+        free(state);
         return 0;
 }
 
