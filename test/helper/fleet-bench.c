@@ -13,7 +13,7 @@
  *       the list benchmarks: nothing refreshes the TTLs afterwards.
  *
  *   fleet-bench sim --etcd URL --prefix P --machines N --id-prefix X [--ttl SEC] [--parallel K]
- *                   [--metadata K=V]
+ *                   [--metadata K=V] [--presence-only]
  *       N simulated agents in one process (SIMULATION mode). Each registers machines/<id>/object
  *       with TTL and heartbeats it every ttl/2, and, for every unit the registry schedules to it,
  *       does what fleetd's agent does on the registry: the job-state heartbeat of launched units
@@ -23,8 +23,10 @@
  *       timers are spread evenly over the period (real machines are not synchronized). All
  *       agents share one registry mirror and at most --parallel (default 64) etcd requests in
  *       flight, presence first (a real agent has its own connection; one process must not open
- *       thousands).
- *       Commands on stdin, one per line; events on stdout, "EVENT ARGS... t=<unix time>":
+ *       thousands). --presence-only: machines only register and heartbeat, nothing is published
+ *       about units (isolates the engine from the agents' load on etcd).
+ *       Commands on stdin, one per line; events on stdout, "EVENT ARGS... t=<unix time>"
+ *       ("registered N t=" once every machine is registered):
  *         expect N      print "placed N t=" once N non-inactive units are scheduled to our live
  *                       machines, and "running N t=" once all their states are written
  *         kill I        power cut of machine I (0-based) right after one last heartbeat: it
@@ -35,6 +37,11 @@
  *         busiest       print "busiest I units=K" (the live machine with most units)
  *         stats         print "stats ..." (requests, errors, queue)
  *       Exits on SIGTERM/SIGINT or end of stdin.
+ *
+ *   fleet-bench decode --etcd URL --prefix P [--n N]
+ *       Reads the prefix once, then times (CPU) what a registry mirror does after every change:
+ *       the snapshot build over its tree, cold (unit files parsed) and warm (cached, N times);
+ *       prints "decode keys=.. units=.. states=.. machines=.. cold_ms=.. warm_median_ms=..".
  *
  *   fleet-bench rtt --etcd URL --key K [--n N] [--recursive]
  *       N blocking GETs of K over one keep-alive connection (the etcd client fleet uses); prints
@@ -48,6 +55,7 @@
 
 #include "etcd.h"
 #include "log.h"
+#include "registry-internal.h" /* decode: times the mirror's own snapshot build */
 #include "registry.h"
 #include "strv.h"
 #include "unit-file.h"
@@ -57,9 +65,10 @@
 #define SIM_KICK_DELAY_USEC (50 * USEC_PER_MSEC)   /* as the agent's */
 #define SIM_PASS_INTERVAL_USEC (5 * USEC_PER_SEC) /* as the agent's */
 #define SIM_TICK_USEC (100 * USEC_PER_MSEC)
-/* One pass serves every simulated agent, but decoding a 10,000-unit snapshot costs tens of ms:
- * at most one pass per this gap, so the load generator leaves the CPU to etcd and the engine
- * (it bounds how late "placed"/"replaced" are noticed). */
+/* One pass serves every simulated agent, but decoding a 10,000-unit snapshot costs 100+ ms of
+ * CPU: passes are at least this far apart, and at least 3x the last decoding's CPU time, so the
+ * load generator leaves most of the CPU to etcd and the engine. (It bounds how late "placed"
+ * and "replaced" are noticed; bench.sh reports the gap as the resolution.) */
 #define SIM_PASS_GAP_USEC (200 * USEC_PER_MSEC)
 
 typedef struct Opts {
@@ -70,7 +79,7 @@ typedef struct Opts {
         const char *key;
         const char *metadata;
         JobState state;
-        bool schedule, recursive;
+        bool schedule, recursive, presence_only;
         uint64_t ttl_sec;
 } Opts;
 
@@ -394,12 +403,13 @@ struct Sim {
         uint64_t ops_sent, ops_failed, beats_failed;
         unsigned expect;
         bool placed_reported, running_reported;
-        unsigned n_placed, n_running;
+        unsigned n_placed, n_running, n_registered;
         SimKill *kills;
         size_t n_kills;
         uint64_t last_status;
         uint64_t last_pass;                     /* CLOCK_MONOTONIC end of the last pass */
         uint64_t snap_usec, snap_max_usec, n_snaps; /* cost of fl_registry_snapshot() */
+        uint64_t snap_last_usec;
 };
 
 static void sim_pump(Sim *s);
@@ -569,8 +579,11 @@ static void sim_op_done(Registry *r, int error, void *userdata) {
         case OP_BEAT: {
                 SimMachine *m = op->machine;
                 m->beat_busy = false;
-                if (error >= 0 || error == -EEXIST)
+                if ((error >= 0 || error == -EEXIST) && !m->registered) {
                         m->registered = true;
+                        if (++s->n_registered == s->n)
+                                emit("registered %u t=%.3f\n", s->n, now_real());
+                }
                 if (error < 0 && error != -EEXIST) {
                         s->beats_failed++;
                         if (m->alive)
@@ -682,6 +695,7 @@ static void sim_pass(Sim *s) {
                 s->snap_usec += dt;
                 s->n_snaps++;
                 s->snap_max_usec = MAX(s->snap_max_usec, dt);
+                s->snap_last_usec = dt;
         }
         if (!snap)
                 return;
@@ -702,6 +716,8 @@ static void sim_pass(Sim *s) {
                 if (!s->machines[idx].alive)
                         continue;
                 placed++;
+                if (s->o->presence_only)
+                        continue;
                 k = key_get(s, u->name, (unsigned) idx);
                 if (!k) {
                         fprintf(stderr, "fleet-bench: out of memory\n");
@@ -794,7 +810,8 @@ static int sim_kick_cb(sd_event_source *es, uint64_t usec, void *userdata) {
 }
 
 static void sim_kick(Sim *s) {
-        uint64_t when = MAX(now_mono() + SIM_KICK_DELAY_USEC, s->last_pass + SIM_PASS_GAP_USEC);
+        uint64_t gap = MAX(SIM_PASS_GAP_USEC, 3 * s->snap_last_usec);
+        uint64_t when = MAX(now_mono() + SIM_KICK_DELAY_USEC, s->last_pass + gap);
 
         if (s->kick)
                 return;
@@ -1043,6 +1060,60 @@ static int cmd_rtt(const Opts *o) {
 }
 
 /* ======================================================================================== */
+/* decode                                                                                   */
+
+static int cmd_decode(const Opts *o) {
+        _cleanup_(fl_registry_freep) Registry *reg = NULL;
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *resp = NULL;
+        _cleanup_free_ double *t = NULL;
+        RegTree tree = { .free_data = fl_reg_decoded_free };
+        RegSnapshot *snap = NULL;
+        RegCache cache;
+        unsigned n = o->n ?: 5;
+        EtcdRequest req = { .method = ETCD_GET, .recursive = true, .quorum = true };
+        uint64_t t0;
+        double cold;
+        int r;
+
+        r = open_registry(o, NULL, &reg);
+        if (r < 0)
+                return 1;
+        req.key = reg->prefix;
+        r = fl_etcd_call(reg->etcd, &req, &resp);
+        if (r < 0 || !resp)
+                return fprintf(stderr, "fleet-bench decode: %s\n", strerror(r < 0 ? -r : EBADMSG)), 1;
+        r = fl_reg_tree_add_etcd(reg, &tree, resp->node);
+        if (r < 0)
+                return 1;
+        t = new0(double, n);
+        if (!t)
+                return 1;
+        fl_reg_cache_init(&cache);
+        t0 = now_cpu();
+        r = fl_reg_snapshot_build(&tree, &cache, resp->etcd_index, &snap);
+        cold = (double) (now_cpu() - t0) / 1000.0;
+        fl_reg_cache_sweep(&cache);
+        for (unsigned i = 0; r >= 0 && i < n; i++) {
+                RegSnapshot *s2 = NULL;
+                t0 = now_cpu();
+                r = fl_reg_snapshot_build(&tree, &cache, resp->etcd_index, &s2);
+                t[i] = (double) (now_cpu() - t0) / 1000.0;
+                fl_reg_snapshot_free(snap);
+                snap = s2;
+                fl_reg_cache_sweep(&cache);
+        }
+        if (r < 0)
+                return fprintf(stderr, "fleet-bench decode: %s\n", strerror(-r)), 1;
+        qsort(t, n, sizeof(double), cmp_double);
+        printf("decode keys=%zu units=%zu states=%zu machines=%zu cold_ms=%.1f warm_median_ms=%.1f\n", tree.n,
+               snap->n_units, snap->n_states, snap->n_machines, cold, t[n / 2]);
+        fl_reg_snapshot_free(snap);
+        fl_reg_cache_done(&cache);
+        fl_reg_tree_clear(&tree);
+        return 0;
+}
+
+/* ======================================================================================== */
 
 static JobState parse_state(const char *s) {
         return fl_job_state_from_string(s);
@@ -1057,7 +1128,8 @@ int main(int argc, char *argv[]) {
                 { "ttl", required_argument, NULL, 't' },       { "parallel", required_argument, NULL, 'P' },
                 { "metadata", required_argument, NULL, 'M' },  { "key", required_argument, NULL, 'k' },
                 { "n", required_argument, NULL, 'n' },         { "recursive", no_argument, NULL, 'r' },
-                { "debug", no_argument, NULL, 'd' },           {}
+                { "debug", no_argument, NULL, 'd' },           { "presence-only", no_argument, NULL, 'O' },
+                {}
         };
         _cleanup_strv_free_ char **endpoints = NULL;
         Opts o = { .prefix = FL_REGISTRY_DEFAULT_PREFIX, .state = JOB_STATE_LAUNCHED };
@@ -1121,6 +1193,9 @@ int main(int argc, char *argv[]) {
                 case 'd':
                         fl_log_set_max_level(LOG_DEBUG);
                         break;
+                case 'O':
+                        o.presence_only = true;
+                        break;
                 default:
                         return 2;
                 }
@@ -1143,6 +1218,8 @@ int main(int argc, char *argv[]) {
         }
         if (streq(cmd, "rtt"))
                 return cmd_rtt(&o);
+        if (streq(cmd, "decode"))
+                return cmd_decode(&o);
         fprintf(stderr, "fleet-bench: unknown command %s\n", cmd);
         return 2;
 }
