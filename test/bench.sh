@@ -623,8 +623,15 @@ why_missed() {
 		EOF
 		;;
 	list-unit-files_api_1000 | list-unit-files_api_10000) cat <<-'EOF'
-		- **list-unit-files through the API**: the daemon answers from its decoded snapshot; the
-		  time is the JSON encoding and fleetctl's decoding (pages of units) — see the profile.
+		- **list-unit-files through the API**: fleet's paging (token_limit 100, as fleet) makes
+		  10,000 units 100 sequential page requests, each encoded from the daemon's snapshot
+		  (`units_item_json`, `fl_api_json_field`) and decoded by fleetctl (malloc-bound, see the
+		  profile). The variance comes from the snapshot: when the mirror changed since the last
+		  read — the engine's own lease renewal every engine_reconcile_interval is enough — the
+		  next page pays a full rebuild (`fl_reg_snapshot_build`, the "snapshot rebuild" row:
+		  ~110 ms at 10,000 units; the strcmp / fl_reg_tree_ensure / fl_reg_tree_find in the
+		  server profile). Fixes: a snapshot that is not invalidated by keys the listing does
+		  not read (lease, heartbeats), or incremental; a larger token_limit.
 		EOF
 		;;
 	place_1000) cat <<-'EOF'
@@ -689,7 +696,13 @@ why_missed() {
 	if [ -n "$missed" ]; then
 		echo "## Why targets are missed"
 		echo
-		for id in $missed; do why_missed "$id"; done
+		declare -A why_seen=()
+		for id in $missed; do
+			w=$(why_missed "$id")
+			[ -n "$w" ] && [ -z "${why_seen[${w%%$'\n'*}]:-}" ] || continue
+			why_seen[${w%%$'\n'*}]=1
+			echo "$w"
+		done
 		echo
 	fi
 	if [ -s "$HOT" ]; then
