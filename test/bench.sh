@@ -6,7 +6,10 @@
 # against cluster size in bench/scale.png (gnuplot, installed as gnuplot-nox when missing).
 #
 # Sections (each skipped with a reason when it cannot run or the time budget is spent):
-#   etcd       etcd's own round trip (keep-alive GET, curl GET) and a raw read of the registry
+#   etcd       etcd's own round trip (keep-alive GET and PUT, curl GET) and its write capacity
+#              through fleet's client (fleet-bench write): the floors under the write-bound
+#              targets (submit's 3,000 writes at 1/16/32/64 units in flight, placement's 10,000
+#              creates at 16/32/64, TTL refreshes at 32), each in a fresh prefix, deleted after
 #   binary     size of the stripped static binary
 #   submit     fleetd (with a real `systemd --user`, test/lib/systemd.sh) on an empty registry:
 #              idle RSS, `fleetctl submit` of 1,000 units in one call, 100 single submits
@@ -27,7 +30,8 @@
 # calls as fleetd's agent, keeping units in memory instead of calling systemd.
 #
 # Environment: BENCH_REPS (quick measurements, default 7), BENCH_SLOW_REPS (placement, submit
-# of 1,000, failover; default 2, failover 3), BENCH_BUDGET (seconds, default 900),
+# of 1,000, failover; default 2, failover 3), BENCH_ETCD_REPS (etcd write floors: submit's,
+# default 3; placement's 2), BENCH_BUDGET (seconds, default 900),
 # BENCH_AGENT_TTL (default 30, fleet's), BENCH_SECTIONS (space-separated subset),
 # BENCH_OUT (default bench/). Every process started is recorded and stopped by PID.
 set -uo pipefail
@@ -42,6 +46,7 @@ OUT=${BENCH_OUT:-$TOP/bench}
 REPS=${BENCH_REPS:-7}
 SLOW_REPS=${BENCH_SLOW_REPS:-2}
 FAIL_REPS=${BENCH_FAIL_REPS:-3}
+ETCD_REPS=${BENCH_ETCD_REPS:-3}
 BUDGET=${BENCH_BUDGET:-900}
 TTL=${BENCH_AGENT_TTL:-30}
 SECTIONS=${BENCH_SECTIONS:-etcd binary submit list engine failover cluster}
@@ -174,6 +179,12 @@ sect_etcd() {
 	out=$("$FB" rtt --etcd "$EP" --key "$PREFIX_BASE/ping" --n 500) || return
 	result etcd_rtt "etcd GET round trip (keep-alive, fleet's client)" \
 		"$(sed 's/.*median_ms=\([0-9.]*\).*/\1/' <<<"$out")" ms "" 500 "p90 $(sed 's/.*p90_ms=\([0-9.]*\).*/\1/' <<<"$out") ms"
+	if out=$("$FB" rtt --etcd "$EP" --key "$PREFIX_BASE/wrtt" --n 500 --write); then
+		result etcd_put_rtt "etcd PUT round trip (keep-alive, fleet's client, sequential, new key each)" \
+			"$(field median_ms "$out")" ms "" 500 "p90 $(field p90_ms "$out") ms; value $(field bytes "$out") bytes (a submitted unit's {\"Raw\":...})"
+	fi
+	delete_prefix "$PREFIX_BASE/wrtt"
+	etcd_floors
 	for i in $(seq 20); do
 		curl_ms+=("$(curl -fs -o /dev/null -w '%{time_total}' "$(k $PREFIX_BASE/ping)" | awk '{printf "%.3f", $1 * 1000}')")
 	done
@@ -194,6 +205,76 @@ sect_etcd() {
 	for i in 1 2 3; do late+=("$(cat "$T/ttl$i" 2>/dev/null)"); done
 	result etcd_ttl_late "etcd: expiry of a TTL key after its TTL (lateness)" "$(median "${late[@]}")" s "" 3 \
 		"runs: ${late[*]} s; bounds how soon a lost machine can be noticed"
+}
+
+# etcd's write capacity through fleet's own client (fleet-bench write: lib/etcd.h, async on
+# sd-event): the floors under the write-bound targets. Each run writes a fresh prefix, deleted
+# afterwards; repetitions are interleaved across concurrencies so a burst of outside load does
+# not land on one of them only. FLOOR_SUBMIT / FLOOR_PLACE ("K=seconds ...") feed the Notes of
+# the submit and placement rows.
+FLOOR_SUBMIT='' FLOOR_PLACE=''
+declare -A FR=() FR_LINE=()
+# floor_runs WORKLOAD UNITS REPS K...: FR[K] = seconds of each run, FR_LINE[K] = last output
+floor_runs() {
+	local wl=$1 units=$2 reps=$3 r p out pre
+	shift 3
+	for p in "$@"; do FR[$p]='' FR_LINE[$p]=''; done
+	for r in $(seq "$reps"); do
+		for p in "$@"; do
+			pre=$PREFIX_BASE/floor-$wl-$p-$r/
+			if out=$("$FB" write --etcd "$EP" --prefix "$pre" --workload "$wl" --units "$units" --parallel "$p"); then
+				FR[$p]="${FR[$p]} $(field seconds "$out")"
+				FR_LINE[$p]=$out
+			else
+				log "fleet-bench write $wl at $p: ${out:-failed}"
+			fi
+			delete_prefix "$pre"
+		done
+	done
+}
+floor_note() { # OUTPUT-LINE MEDIAN RUNS...: the Notes of a floor row
+	local line=$1 m=$2
+	shift 2
+	echo "$(awk -v n="$(field requests "$line")" -v m="$m" 'BEGIN {printf "%.0f", n / m}') requests/s; runs: $* s; last run: per request median $(field lat_median_ms "$line") ms, p90 $(field lat_p90_ms "$line") ms, fleet-bench CPU $(field client_cpu_ms "$line") ms"
+}
+etcd_floors() {
+	local p v runs line sreps=$ETCD_REPS preps=$(((ETCD_REPS + 1) / 2)) out load
+	floor_runs submit 1000 "$sreps" 1 16 32 64
+	for p in 1 16 32 64; do
+		read -ra runs <<<"${FR[$p]}"
+		line=${FR_LINE[$p]}
+		[ ${#runs[@]} -gt 0 ] || { skip "etcd_floor_submit_$p" "etcd floor: submit's writes, $p in flight" "fleet-bench write failed"; continue; }
+		v=$(fmt "$(median "${runs[@]}")" 3)
+		FLOOR_SUBMIT="$FLOOR_SUBMIT $p=$v"
+		result "etcd_floor_submit_$p" "etcd floor for submit of 1,000 units (target <= 0.5 s): its 3,000 PUTs, $p in flight" \
+			"$v" s "" ${#runs[@]} "$(floor_note "$line" "$v" "${runs[@]}")"
+	done
+	# create_unit's fourth request (the quorum GET of the object) on top, at 32 in flight.
+	if out=$("$FB" write --etcd "$EP" --prefix "$PREFIX_BASE/floor-check/" --workload submit-check --units 1000 --parallel 32); then
+		result etcd_floor_submit_check_32 "etcd floor for submit of 1,000 units with create_unit's quorum GET (4,000 requests), 32 in flight" \
+			"$(fmt "$(field seconds "$out")" 3)" s "" 1 "$(floor_note "$out" "$(field seconds "$out")" "$(field seconds "$out")")"
+	fi
+	delete_prefix "$PREFIX_BASE/floor-check/"
+	floor_runs place 10000 "$preps" 16 32 64
+	for p in 16 32 64; do
+		read -ra runs <<<"${FR[$p]}"
+		line=${FR_LINE[$p]}
+		[ ${#runs[@]} -gt 0 ] || { skip "etcd_floor_place_$p" "etcd floor: placement's creates, $p in flight" "fleet-bench write failed"; continue; }
+		v=$(fmt "$(median "${runs[@]}")" 2)
+		FLOOR_PLACE="$FLOOR_PLACE $p=$v"
+		result "etcd_floor_place_$p" "etcd floor for 10,000 units placed (target <= 10 s): 10,000 create-only PUTs of \`job/<unit>/target\`, $p in flight" \
+			"$v" s "" ${#runs[@]} "$(floor_note "$line" "$v" "${runs[@]}")"
+	done
+	# The agents' heartbeats: refreshes of unchanged TTL keys (ttl_key_step), 2,000 keys.
+	if out=$("$FB" write --etcd "$EP" --prefix "$PREFIX_BASE/floor-refresh/" --workload refresh --units 2000 --n 10000 --parallel 32); then
+		# 10,000 units on 1,000 machines: 3 TTL keys per unit (job-state, states/, legacy state/)
+		# every agent_ttl*4/5, and every machine's beat every agent_ttl/2.
+		load=$(awk -v t="$TTL" 'BEGIN {printf "%.0f", 3 * 10000 / (t * 0.8) + 1000 / (t / 2)}')
+		result etcd_refresh_32 "etcd TTL refresh throughput (ttl, refresh=true, prevExist=true, prevValue), 32 in flight" \
+			"$(field per_s "$out")" "refreshes/s" "" 1 \
+			"10,000 refreshes over 2,000 keys in $(field seconds "$out") s; per request median $(field lat_median_ms "$out") ms, p90 $(field lat_p90_ms "$out") ms; simulated agents at 10,000 units / 1,000 machines, agent_ttl ${TTL} s: ~$load writes/s = $(awk -v l="$load" -v c="$(field per_s "$out")" 'BEGIN {printf "%.0f", 100 * l / c}')% of this"
+	fi
+	delete_prefix "$PREFIX_BASE/floor-refresh/"
 }
 
 sect_binary() {
@@ -590,6 +671,34 @@ done
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- report ----
+
+# The etcd floors in the Notes of the rows they bound (a reader sees the ratio to etcd directly).
+# Submit: the floor at 1 unit in flight (sequential) and the best; placement: at 16 in flight
+# (the engine's ENGINE_MAX_IN_FLIGHT) and the best.
+floor_text() { # "K=s ..." WHO-K WHO -> "etcd floor X s at K in flight (WHO), best Y s at K'"
+	awk -v l="$1" -v k="$2" -v who="$3" 'BEGIN {
+		n = split(l, a, " "); best = ""; own = ""
+		for (i = 1; i <= n; i++) {
+			split(a[i], f, "="); if (f[1] == k) own = f[2]
+			if (best == "" || f[2] + 0 < bv) { best = f[1]; bv = f[2] + 0; bs = f[2] }
+		}
+		s = ""
+		if (own != "") s = "etcd floor " own " s at " k " in flight (" who ")"
+		if (best != "" && best != k) s = s (s == "" ? "etcd floor " : ", best ") bs " s at " best " in flight"
+		print s
+	}'
+}
+if [ -n "$FLOOR_SUBMIT$FLOOR_PLACE" ]; then
+	fs=$(floor_text "$FLOOR_SUBMIT" 1 "sequential")
+	fp=$(floor_text "$FLOOR_PLACE" 16 "the engine's")
+	awk -F'\t' -v OFS='\t' -v fs="$fs" -v fp="$fp" '{
+		f = ""
+		if ($1 == "submit_1000") f = fs
+		else if ($1 == "place_1000" || $1 == "place_1000_quiet" || $1 == "place_200") f = fp
+		if (f != "" && $3 != "skipped") $7 = ($7 == "" ? f : $7 "; " f)
+		print
+	}' "$RES" >"$RES.new" && mv "$RES.new" "$RES"
+fi
 
 # Why a target is missed: the causes found by profiling (perf, callgrind, massif) when the suite
 # was written, printed for the targets this run missed. The measured rows they cite are above.

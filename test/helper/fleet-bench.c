@@ -43,9 +43,26 @@
  *       the snapshot build over its tree, cold (unit files parsed) and warm (cached, N times);
  *       prints "decode keys=.. units=.. states=.. machines=.. cold_ms=.. warm_median_ms=..".
  *
- *   fleet-bench rtt --etcd URL --key K [--n N] [--recursive]
+ *   fleet-bench rtt --etcd URL --key K [--n N] [--recursive] [--write]
  *       N blocking GETs of K over one keep-alive connection (the etcd client fleet uses); prints
- *       "rtt median_ms=.. p90_ms=.. bytes=..". */
+ *       "rtt median_ms=.. p90_ms=.. bytes=..". --write: N blocking PUTs instead, each creating
+ *       K/<i> with the {"Raw":...} value of a submitted unit (bytes= is then the value's size).
+ *
+ *   fleet-bench write --etcd URL --prefix P --workload submit|submit-check|place|refresh
+ *                     --units N [--parallel K] [--n REFRESHES] [--ttl SEC]
+ *       etcd's own write capacity, through fleet's etcd client (lib/etcd.h, async on sd-event)
+ *       with at most K units in flight (default 32). Every key and value is built before the
+ *       clock starts; the clock runs from the first request to the last answer.
+ *         submit        what `fleetctl submit` makes the daemon write for N units (create_unit,
+ *                       lib/registry-write.c): per unit unit/<hash> {"Raw":...}, job/<u>/object,
+ *                       job/<u>/target-state, the three sequential; units in parallel
+ *         submit-check  the same plus create_unit's fourth request, the quorum GET of the object
+ *         place         the engine's schedule: one create-only PUT of job/<u>/target per unit
+ *         refresh       an agent's heartbeat of an unchanged key: first (untimed) N keys
+ *                       job/<u>/job-state with TTL, then REFRESHES (default 10,000) PUTs with
+ *                       ttl, refresh=true, prevExist=true and prevValue (as ttl_key_step) over them
+ *       Prints "write workload=.. units=.. parallel=.. requests=.. errors=.. seconds=.. per_s=..
+ *       lat_median_ms=.. lat_p90_ms=.. client_cpu_ms=.. value_bytes=..". The caller deletes P. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -79,7 +96,8 @@ typedef struct Opts {
         const char *key;
         const char *metadata;
         JobState state;
-        bool schedule, recursive, presence_only;
+        const char *workload;
+        bool schedule, recursive, presence_only, write;
         uint64_t ttl_sec;
 } Opts;
 
@@ -1020,6 +1038,30 @@ static int cmd_sim(const Opts *o) {
 /* ======================================================================================== */
 /* rtt                                                                                      */
 
+/* The unit bench.sh's `submit` section submits (same text, so the same size). */
+static int submit_unit(unsigned i, char **ret_name, char **ret_value, uint8_t ret_hash[20]) {
+        _cleanup_free_ char *text = NULL, *err = NULL, *raw = NULL;
+        _cleanup_(fl_unit_file_freep) UnitFile *u = NULL;
+        int r;
+
+        if (asprintf(ret_name, "floor-%05u.service", i) < 0)
+                return -ENOMEM;
+        if (asprintf(&text, "[Unit]\nDescription=bench submit 1-%04u\n\n[Service]\nExecStart=/bin/sleep infinity\n", i) <
+            0)
+                return -ENOMEM;
+        r = fl_unit_file_parse(text, strlen(text), &u, &err);
+        if (r < 0)
+                return r;
+        r = fl_unit_file_hash(u, ret_hash);
+        if (r < 0)
+                return r;
+        raw = fl_unit_file_serialize(u);
+        if (!raw)
+                return -ENOMEM;
+        *ret_value = fl_reg_encode_unit_contents(raw);
+        return *ret_value ? 0 : -ENOMEM;
+}
+
 static int cmp_double(const void *a, const void *b) {
         double x = *(const double *) a, y = *(const double *) b;
         return (x > y) - (x < y);
@@ -1029,6 +1071,7 @@ static int cmd_rtt(const Opts *o) {
         _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL;
         EtcdConfig ec = { .endpoints = o->endpoints, .request_timeout_usec = 10 * USEC_PER_SEC };
         EtcdRequest req = { .method = ETCD_GET, .key = o->key, .recursive = o->recursive, .sorted = o->recursive };
+        _cleanup_free_ char *value = NULL;
         _cleanup_free_ double *t = NULL;
         uint64_t bytes0 = 0, bytes1 = 0, x;
         unsigned n = o->n ?: 200;
@@ -1039,24 +1082,293 @@ static int cmd_rtt(const Opts *o) {
         t = new0(double, n);
         if (!t)
                 return 1;
+        if (o->write) {
+                _cleanup_free_ char *name = NULL;
+                uint8_t hash[20];
+                if (submit_unit(0, &name, &value, hash) < 0)
+                        return 1;
+                req.method = ETCD_SET;
+                req.value = value;
+                req.recursive = req.sorted = false;
+        }
         r = fl_etcd_client_new(&ec, NULL, &c);
         if (r < 0)
                 return 1;
         for (unsigned i = 0; i <= n; i++) {
                 _cleanup_(fl_etcd_response_freep) EtcdResponse *resp = NULL;
-                uint64_t t0 = now_mono();
+                _cleanup_free_ char *key = NULL;
+                uint64_t t0;
+                if (o->write) {
+                        /* A new key each time, as a submit's writes are. */
+                        if (asprintf(&key, "%s/%u", o->key, i) < 0)
+                                return 1;
+                        req.key = key;
+                }
+                t0 = now_mono();
                 if (i == 1)
                         fl_etcd_client_stats(c, &x, &bytes0, &x);
                 r = fl_etcd_call(c, &req, &resp);
-                if (r < 0 && r != -ENOENT)
+                if (r < 0 && (r != -ENOENT || o->write))
                         return fprintf(stderr, "fleet-bench rtt: %s\n", strerror(-r)), 1;
                 if (i > 0) /* the first one opens the connection */
                         t[i - 1] = (double) (now_mono() - t0) / 1000.0;
         }
         fl_etcd_client_stats(c, &x, &bytes1, &x);
         qsort(t, n, sizeof(double), cmp_double);
-        printf("rtt median_ms=%.3f p90_ms=%.3f bytes=%" PRIu64 "\n", t[n / 2], t[n * 9 / 10], (bytes1 - bytes0) / n);
+        printf("rtt median_ms=%.3f p90_ms=%.3f bytes=%" PRIu64 "\n", t[n / 2], t[n * 9 / 10],
+               o->write ? (uint64_t) strlen(value) : (bytes1 - bytes0) / n);
         return 0;
+}
+
+/* ======================================================================================== */
+/* write                                                                                    */
+
+typedef enum WrKind { WR_SUBMIT, WR_SUBMIT_CHECK, WR_PLACE, WR_TTL_CREATE, WR_REFRESH } WrKind;
+
+typedef struct Wr Wr;
+
+/* One of the K units in flight: it runs its unit's requests one after the other, then takes
+ * the next unit. */
+typedef struct WrSlot {
+        Wr *w;
+        unsigned item, step;
+        uint64_t t0;
+} WrSlot;
+
+struct Wr {
+        const Opts *o;
+        sd_event *event;
+        EtcdClient *etcd;
+        WrKind kind;
+        unsigned n_keyed;        /* units with keys built */
+        char **keys, **values;   /* n_keyed * 3: unit/<hash>, object, target-state; or one */
+        unsigned n_items, steps; /* this run: units (or refreshes) and requests per unit */
+        unsigned next, done, errors, n_lat;
+        bool finished;
+        double *lat;             /* ms, per request */
+        WrSlot *slots;
+};
+
+/* keys/values for n units: [3i] unit/<hash> {"Raw":..}, [3i+1] job/<u>/object, [3i+2]
+ * job/<u>/target-state "inactive" (submit); [3i] job/<u>/target = a machine ID (place); [3i]
+ * job/<u>/job-state = a machine ID (refresh). */
+static int wr_build(Wr *w, unsigned n) {
+        const char *p = w->o->prefix;
+        size_t pl = strlen(p);
+        const char *sep = pl > 0 && p[pl - 1] == '/' ? "" : "/";
+
+        w->keys = new0(char *, (size_t) n * 3);
+        w->values = new0(char *, (size_t) n * 3);
+        if (!w->keys || !w->values)
+                return -ENOMEM;
+        w->n_keyed = n;
+        for (unsigned i = 0; i < n; i++) {
+                _cleanup_free_ char *name = NULL, *value = NULL;
+                char hex[41], mid[33];
+                uint8_t hash[20];
+                char **k = &w->keys[3 * i], **v = &w->values[3 * i];
+                int r;
+
+                r = submit_unit(i, &name, &value, hash);
+                if (r < 0)
+                        return r;
+                machine_id("f100", i % 1000, mid);
+                if (w->kind == WR_SUBMIT || w->kind == WR_SUBMIT_CHECK) {
+                        fl_hash_to_hex(hash, hex);
+                        if (asprintf(&k[0], "%s%sunit/%s", p, sep, hex) < 0 ||
+                            asprintf(&k[1], "%s%sjob/%s/object", p, sep, name) < 0 ||
+                            asprintf(&k[2], "%s%sjob/%s/target-state", p, sep, name) < 0)
+                                return -ENOMEM;
+                        v[0] = TAKE_PTR(value);
+                        v[1] = fl_reg_encode_job_object(name, hash);
+                        v[2] = strdup("inactive");
+                        if (!v[1] || !v[2])
+                                return -ENOMEM;
+                } else {
+                        if (asprintf(&k[0], "%s%sjob/%s/%s", p, sep, name,
+                                     w->kind == WR_PLACE ? "target" : "job-state") < 0)
+                                return -ENOMEM;
+                        v[0] = strdup(mid);
+                        if (!v[0])
+                                return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+static void wr_free(Wr *w) {
+        for (size_t i = 0; w->keys && i < (size_t) w->n_keyed * 3; i++) {
+                free(w->keys[i]);
+                free(w->values[i]);
+        }
+        free(w->keys);
+        free(w->values);
+        free(w->lat);
+        free(w->slots);
+}
+
+static void wr_done(EtcdClient *c, int r, EtcdResponse *resp, void *userdata);
+
+/* Sends the slot's current request; false when it could not be sent (counted as an error). */
+static bool wr_send(WrSlot *sl) {
+        Wr *w = sl->w;
+        unsigned u = sl->item % w->n_keyed;
+        size_t i = (size_t) u * 3 + (w->steps > 1 ? (sl->step < 3 ? sl->step : 1) : 0);
+        EtcdRequest req = { .method = ETCD_SET, .key = w->keys[i], .value = w->values[i] };
+        int r;
+
+        switch (w->kind) {
+        case WR_SUBMIT:
+        case WR_SUBMIT_CHECK:
+                /* create_unit: unit/<hash> unconditionally (see registry-write.c), then the job
+                 * keys; submit-check adds its quorum GET of the object. */
+                if (sl->step == 3)
+                        req = (EtcdRequest) { .method = ETCD_GET, .key = w->keys[i], .quorum = true };
+                break;
+        case WR_PLACE:
+                req.prev_exist = ETCD_PREV_NOT_EXIST;
+                break;
+        case WR_TTL_CREATE:
+                req.ttl_sec = w->o->ttl_sec;
+                break;
+        case WR_REFRESH:
+                req.value = NULL;
+                req.refresh = true;
+                req.prev_exist = ETCD_PREV_EXIST;
+                req.prev_value = w->values[i];
+                req.ttl_sec = w->o->ttl_sec;
+                break;
+        }
+        sl->t0 = now_mono();
+        r = fl_etcd_call_async(w->etcd, &req, wr_done, sl, NULL);
+        if (r < 0 && w->errors++ < 5)
+                fprintf(stderr, "fleet-bench write: %s: %s\n", req.key, strerror(-r));
+        return r >= 0;
+}
+
+/* Starts the next unit on a free slot, or, when none is left, ends the run once all are done. */
+static void wr_next(WrSlot *sl) {
+        Wr *w = sl->w;
+
+        while (w->next < w->n_items) {
+                sl->item = w->next++;
+                sl->step = 0;
+                if (wr_send(sl))
+                        return;
+                w->done++;
+        }
+        if (w->done == w->n_items)
+                w->finished = true;
+}
+
+static void wr_done(EtcdClient *c, int r, EtcdResponse *resp, void *userdata) {
+        WrSlot *sl = userdata;
+        Wr *w = sl->w;
+
+        w->lat[w->n_lat++] = (double) (now_mono() - sl->t0) / 1000.0;
+        if (r < 0) {
+                if (w->errors++ < 5)
+                        fprintf(stderr, "fleet-bench write: unit %u step %u: %s\n", sl->item, sl->step,
+                                strerror(-r));
+        } else if (++sl->step < w->steps && wr_send(sl))
+                return;
+        w->done++;
+        wr_next(sl);
+}
+
+/* One timed run of n_items units (steps requests each) at o->parallel in flight. */
+static int wr_run(Wr *w, WrKind kind, unsigned n_items, unsigned steps, double *ret_seconds) {
+        unsigned k = MIN(w->o->parallel, n_items);
+        uint64_t t0;
+        int r;
+
+        w->kind = kind;
+        w->n_items = n_items;
+        w->steps = steps;
+        w->next = w->done = w->n_lat = 0;
+        w->finished = false;
+        free(w->lat);
+        w->lat = new0(double, (size_t) n_items * steps);
+        if (!w->lat)
+                return -ENOMEM;
+        t0 = now_mono();
+        for (unsigned i = 0; i < k; i++) {
+                w->slots[i].w = w;
+                wr_next(&w->slots[i]);
+        }
+        /* Not sd_event_loop(): an exited loop cannot run again, and the refresh workload runs
+         * twice on the client's loop. */
+        r = 0;
+        while (r >= 0 && !w->finished)
+                r = sd_event_run(w->event, UINT64_MAX);
+        *ret_seconds = (double) (now_mono() - t0) / 1e6;
+        return r;
+}
+
+static int cmd_write(const Opts *o) {
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL;
+        EtcdConfig ec = { .endpoints = o->endpoints, .request_timeout_usec = 10 * USEC_PER_SEC };
+        sd_event *e = NULL;
+        Wr w = { .o = o };
+        WrKind kind;
+        unsigned steps = 1, n_items = o->units, errors_setup = 0;
+        uint64_t cpu0;
+        double secs = 0, cpu_ms;
+        size_t vbytes = 0;
+        int r;
+
+        if (!o->workload || o->units == 0 || o->parallel == 0)
+                return fprintf(stderr, "fleet-bench write: needs --workload and --units N\n"), 2;
+        if (streq(o->workload, "submit"))
+                kind = WR_SUBMIT, steps = 3;
+        else if (streq(o->workload, "submit-check"))
+                kind = WR_SUBMIT_CHECK, steps = 4;
+        else if (streq(o->workload, "place"))
+                kind = WR_PLACE;
+        else if (streq(o->workload, "refresh"))
+                kind = WR_TTL_CREATE, n_items = o->n ?: 10000;
+        else
+                return fprintf(stderr, "fleet-bench write: unknown workload %s\n", o->workload), 2;
+        r = sd_event_new(&e);
+        if (r < 0)
+                return 1;
+        r = fl_etcd_client_new(&ec, e, &c);
+        if (r < 0) {
+                sd_event_unref(e);
+                return 1;
+        }
+        w.event = e;
+        w.etcd = c;
+        w.kind = kind;
+        w.slots = new0(WrSlot, o->parallel);
+        r = w.slots ? wr_build(&w, o->units) : -ENOMEM;
+        if (r >= 0 && kind == WR_TTL_CREATE) {
+                /* The keys the agents keep alive, written in full once (untimed). */
+                r = wr_run(&w, WR_TTL_CREATE, o->units, 1, &secs);
+                errors_setup = w.errors;
+                w.errors = 0;
+                kind = WR_REFRESH;
+        }
+        cpu0 = now_cpu();
+        if (r >= 0)
+                r = wr_run(&w, kind, n_items, steps, &secs);
+        cpu_ms = (double) (now_cpu() - cpu0) / 1000.0;
+        if (r >= 0) {
+                for (unsigned i = 0; i < MIN(steps, 3U); i++)
+                        vbytes += strlen(w.values[i]);
+                qsort(w.lat, w.n_lat, sizeof(double), cmp_double);
+                printf("write workload=%s units=%u parallel=%u requests=%u errors=%u setup_errors=%u seconds=%.3f "
+                       "per_s=%.0f lat_median_ms=%.3f lat_p90_ms=%.3f client_cpu_ms=%.0f value_bytes=%zu\n",
+                       o->workload, o->units, o->parallel, w.n_lat, w.errors, errors_setup, secs,
+                       secs > 0 ? (double) w.n_lat / secs : 0.0, w.n_lat ? w.lat[w.n_lat / 2] : 0.0,
+                       w.n_lat ? w.lat[w.n_lat * 9 / 10] : 0.0, cpu_ms, vbytes);
+        } else
+                fprintf(stderr, "fleet-bench write: %s\n", strerror(-r));
+        c = fl_etcd_client_free(c);
+        sd_event_unref(e);
+        r = r >= 0 && w.errors == 0 && errors_setup == 0 ? 0 : 1;
+        wr_free(&w);
+        return r;
 }
 
 /* ======================================================================================== */
@@ -1129,6 +1441,7 @@ int main(int argc, char *argv[]) {
                 { "metadata", required_argument, NULL, 'M' },  { "key", required_argument, NULL, 'k' },
                 { "n", required_argument, NULL, 'n' },         { "recursive", no_argument, NULL, 'r' },
                 { "debug", no_argument, NULL, 'd' },           { "presence-only", no_argument, NULL, 'O' },
+                { "write", no_argument, NULL, 'w' },           { "workload", required_argument, NULL, 'W' },
                 {}
         };
         _cleanup_strv_free_ char **endpoints = NULL;
@@ -1138,7 +1451,7 @@ int main(int argc, char *argv[]) {
 
         fl_log_setup(LOG_TARGET_CONSOLE, LOG_WARNING);
         if (argc < 2) {
-                fprintf(stderr, "usage: fleet-bench populate|sim|rtt --etcd URL ... (see test/helper/fleet-bench.c)\n");
+                fprintf(stderr, "usage: fleet-bench populate|sim|rtt|write|decode --etcd URL ... (see test/helper/fleet-bench.c)\n");
                 return 2;
         }
         cmd = argv[1];
@@ -1196,6 +1509,12 @@ int main(int argc, char *argv[]) {
                 case 'O':
                         o.presence_only = true;
                         break;
+                case 'w':
+                        o.write = true;
+                        break;
+                case 'W':
+                        o.workload = optarg;
+                        break;
                 default:
                         return 2;
                 }
@@ -1218,6 +1537,13 @@ int main(int argc, char *argv[]) {
         }
         if (streq(cmd, "rtt"))
                 return cmd_rtt(&o);
+        if (streq(cmd, "write")) {
+                if (o.ttl_sec == 0)
+                        o.ttl_sec = 600;
+                if (o.parallel == 0)
+                        o.parallel = 32;
+                return cmd_write(&o);
+        }
         if (streq(cmd, "decode"))
                 return cmd_decode(&o);
         fprintf(stderr, "fleet-bench: unknown command %s\n", cmd);
