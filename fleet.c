@@ -2,6 +2,7 @@
 /* fleet.c: main() of the multicall binary: pick the applet from argv[0] or argv[1], prepare
  * the process for it, map its result to an exit status. The only place that exits. */
 #include <nss.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -84,6 +85,12 @@ static int run_applet(const Applet *a, int argc, char *argv[]) {
 int main(int argc, char *argv[]) {
         const char *base = argv[0] ? strrchr(argv[0], '/') : NULL;
         const Applet *a;
+
+        /* A fixed threshold: buffers over 64 KiB (an etcd reply of a whole registry, the
+         * snapshot's arrays) are mapped and unmapped, so a daemon's memory falls back after a
+         * full read instead of staying at its peak (glibc's sliding threshold would otherwise
+         * grow to the largest freed block and keep such blocks in the heap). */
+        (void) mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 
         base = base ? base + 1 : (argv[0] ?: "fleet");
         a = applet_find(base);

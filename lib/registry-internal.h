@@ -67,6 +67,31 @@ void fl_reg_decoded_free(void *p);
  * they are owned by the snapshot. 0 or -ENOMEM. */
 int fl_reg_snapshot_build(const RegTree *t, RegCache *cache, uint64_t index, RegSnapshot **ret);
 
+/* ---- The daemons' mirror, decoded as events arrive (registry-store.c) ----
+ * Keys are relative to the prefix. set/remove return 1 when the snapshot may have changed, 0
+ * when the key is one nobody reads, -ENOMEM (the store is then incomplete: read it all again).
+ * remove takes a key or a directory. A full read goes between begin_load and end_load. */
+typedef struct RegStore RegStore;
+int fl_reg_store_new(RegStore **ret);
+RegStore *fl_reg_store_free(RegStore *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(RegStore *, fl_reg_store_free);
+int fl_reg_store_set(RegStore *s, const char *rel, const char *value, uint64_t modified_index, uint64_t ttl_sec);
+int fl_reg_store_remove(RegStore *s, const char *rel);
+void fl_reg_store_begin_load(RegStore *s);
+int fl_reg_store_end_load(RegStore *s);
+/* Always current; owned by the store, valid until its next change. */
+const RegSnapshot *fl_reg_store_snapshot(RegStore *s, uint64_t index);
+size_t fl_reg_store_size(const RegStore *s);
+/* The hashes that readable job objects name (modified_index 0), and every unit/<hex>. */
+int fl_reg_store_walk_refs(const RegStore *s, int (*f)(const char *hex, uint64_t modified_index, void *userdata),
+                           void *userdata);
+int fl_reg_store_walk_files(const RegStore *s, int (*f)(const char *hex, uint64_t modified_index, void *userdata),
+                            void *userdata);
+
+/* 0 when a and b say the same (states compared as a set), 1 with *ret_why (owned, may be
+ * NULL) naming the first difference. For tests and fuzzers. */
+int fl_reg_snapshot_compare(const RegSnapshot *a, const RegSnapshot *b, char **ret_why);
+
 /* ---- The registry object (registry.c) ---- */
 #include "etcd.h"
 
@@ -89,14 +114,12 @@ struct Registry {
         bool mirror_started, mirror_ready, mirror_loaded, dirty;
         RegistryChangeFn on_change;
         void *on_change_userdata;
-        RegTree tree;
+        RegStore *store;
         uint64_t mirror_index;
         EtcdCall *mirror_call;
         sd_event_source *mirror_timer, *change_defer;
         uint64_t backoff_usec;
         uint64_t n_reads;           /* full reads done (first + recoveries) */
-        RegSnapshot *snap;
-        RegCache cache;
 };
 
 /* Absolute key: prefix + "/" + parts joined with "/" (NULL-terminated list). NULL on OOM. */
@@ -106,6 +129,7 @@ char *fl_reg_key(Registry *r, ...) __attribute__((sentinel));
 const char *fl_reg_key_rel(Registry *r, const char *key);
 /* Copies the leaves of an etcd node tree into t (keys relative to the prefix). */
 int fl_reg_tree_add_etcd(Registry *r, RegTree *t, const EtcdNode *n);
+int fl_reg_store_add_etcd(Registry *r, RegStore *s, const EtcdNode *n);
 
 /* An intent-level operation: a sequence of etcd requests decided step by step, run either
  * blocking or on the loop. step() is called first with (0, NULL), then with each request's

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* registry-mirror.c: an in-memory copy of the registry kept current by one recursive watch,
  * decoded lazily into snapshots; and the garbage collection of unreferenced unit files. */
+#include <malloc.h>
 #include <time.h>
 
 #include "log.h"
@@ -25,7 +26,6 @@ static int change_dispatch(sd_event_source *s, void *userdata) {
 static void mirror_changed(Registry *r) {
         int k;
 
-        r->dirty = true;
         if (r->change_defer) {
                 k = sd_event_source_set_enabled(r->change_defer, SD_EVENT_ONESHOT);
                 if (k >= 0)
@@ -76,7 +76,8 @@ static void mirror_retry(Registry *r, int error) {
 
 static void read_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata) {
         Registry *r = userdata;
-        RegTree t = { .free_data = fl_reg_decoded_free };
+        _cleanup_(fl_reg_store_freep) RegStore *st = NULL;
+        const EtcdNode *top = NULL;
         uint64_t index;
 
         r->mirror_call = NULL;
@@ -88,20 +89,29 @@ static void read_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata) 
                 return;
         } else {
                 index = resp->etcd_index;
-                k = fl_reg_tree_add_etcd(r, &t, resp->node);
-                if (k < 0) {
-                        fl_reg_tree_clear(&t);
-                        mirror_retry(r, k);
-                        return;
-                }
+                top = resp->node;
         }
-        fl_reg_tree_clear(&r->tree);
-        r->tree = t;
+        k = fl_reg_store_new(&st);
+        if (k >= 0) {
+                fl_reg_store_begin_load(st);
+                k = fl_reg_store_add_etcd(r, st, top);
+        }
+        if (k >= 0)
+                k = fl_reg_store_end_load(st);
+        if (k < 0) {
+                mirror_retry(r, k);
+                return;
+        }
+        fl_reg_store_free(r->store);
+        r->store = TAKE_PTR(st);
         r->mirror_index = index;
         r->mirror_loaded = true;
         r->n_reads++;
         r->backoff_usec = 0;
-        log_debug("registry: mirror read %zu keys at index %" PRIu64, r->tree.n, index);
+        log_debug("registry: mirror read %zu keys at index %" PRIu64, fl_reg_store_size(r->store), index);
+        /* The old store and this reply's decoding were the largest allocations the daemon
+         * makes; hand back whatever whole pages they left free. */
+        (void) malloc_trim(0);
         mirror_changed(r);
         k = mirror_watch(r);
         if (k < 0)
@@ -130,32 +140,33 @@ static bool apply_event(Registry *r, const EtcdResponse *resp) {
         rel = fl_reg_key_rel(r, n->key);
         if (n->modified_index > r->mirror_index)
                 r->mirror_index = n->modified_index;
-        if (!rel || !*rel) {
-                /* The prefix directory itself: deleting it empties the registry. */
-                if (n->key && streq(n->key, r->prefix[0] ? r->prefix : "/") &&
-                    (streq(resp->action, "delete") || streq(resp->action, "compareAndDelete") ||
-                     streq(resp->action, "expire"))) {
-                        fl_reg_tree_clear(&r->tree);
-                        return true;
-                }
-                return false;
-        }
         if (streq(resp->action, "delete") || streq(resp->action, "compareAndDelete") ||
             streq(resp->action, "expire")) {
-                bool changed = fl_reg_tree_remove(&r->tree, rel);
-                changed = fl_reg_tree_remove_dir(&r->tree, rel) > 0 || changed;
-                return changed;
-        }
-        if (n->dir)
+                if (!rel || !*rel) {
+                        RegStore *st;
+                        /* The prefix directory itself: deleting it empties the registry. */
+                        if (!n->key || !streq(n->key, r->prefix[0] ? r->prefix : "/"))
+                                return false;
+                        if (fl_reg_store_new(&st) < 0) {
+                                r->mirror_loaded = false;
+                                return false;
+                        }
+                        fl_reg_store_free(r->store);
+                        r->store = st;
+                        return true;
+                }
+                k = fl_reg_store_remove(r->store, rel);
+        } else if (!rel || !*rel || n->dir)
                 return false;   /* an empty directory: we only keep values */
-        /* set, create, update, compareAndSwap: all carry the new value. */
-        k = fl_reg_tree_set(&r->tree, rel, n->value, n->modified_index, n->ttl > 0 ? (uint64_t) n->ttl : 0);
+        else
+                /* set, create, update, compareAndSwap: all carry the new value. */
+                k = fl_reg_store_set(r->store, rel, n->value, n->modified_index, n->ttl > 0 ? (uint64_t) n->ttl : 0);
         if (k < 0) {
                 /* Out of memory: the copy is now wrong; read it all again later. */
                 r->mirror_loaded = false;
                 return false;
         }
-        return true;
+        return k > 0;
 }
 
 static void watch_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata) {
@@ -250,24 +261,9 @@ uint64_t fl_registry_mirror_index(Registry *r) {
 }
 
 const RegSnapshot *fl_registry_snapshot(Registry *r) {
-        RegSnapshot *s;
-        int k;
-
-        if (!r->mirror_started || (!r->mirror_loaded && !r->snap))
+        if (!r->mirror_started || !r->store)
                 return NULL;
-        if (!r->dirty && r->snap)
-                return r->snap;
-        k = fl_reg_snapshot_build(&r->tree, &r->cache, r->mirror_index, &s);
-        if (k < 0) {
-                /* Out of memory: the last good view is better than none. */
-                log_debug("registry: snapshot rebuild failed: %s", strerror(-k));
-                return r->snap;
-        }
-        fl_reg_snapshot_free(r->snap);
-        r->snap = s;
-        r->dirty = false;
-        fl_reg_cache_sweep(&r->cache);
-        return r->snap;
+        return fl_reg_store_snapshot(r->store, r->mirror_index);
 }
 
 /* ---- Garbage collection of unit/<hash> ---- */
@@ -302,38 +298,28 @@ static uint64_t now_usec(void) {
 typedef struct GcScan {
         RegTree referenced;
         char **gone;                /* gc_seen keys whose unit/<hash> no longer exists */
+        RegTree present;            /* unit/<hash> keys seen by this scan */
         Registry *reg;
-        const RegTree *tree;
         GcData *d;
         uint64_t now;
 } GcScan;
 
-static int gc_collect_refs(RegNode *n, void *userdata) {
+static int gc_add_ref(const char *hex, uint64_t modified_index, void *userdata) {
         GcScan *g = userdata;
-        const char *rest = startswith(n->key, "job/");
-        uint8_t h[20];
-        char hex[41];
-
-        if (!rest || !endswith(rest, "/object"))
-                return 0;
-        if (fl_reg_decode_job_object(n->value, NULL, h) < 0)
-                return 0;
-        fl_hash_to_hex(h, hex);
         return fl_reg_tree_ensure(&g->referenced, hex) ? 0 : -ENOMEM;
 }
 
-static int gc_consider(RegNode *n, void *userdata) {
+static int gc_consider(const char *hex, uint64_t modified_index, void *userdata) {
         GcScan *g = userdata;
-        const char *hex = startswith(n->key, "unit/");
         RegNode *e;
         RegGcEntry *ge;
 
-        if (!hex || !*hex || strchr(hex, '/'))
-                return 0;
         if (fl_reg_tree_find(&g->referenced, hex)) {
                 fl_reg_tree_remove(&g->reg->gc_seen, hex);
                 return 0;
         }
+        if (!fl_reg_tree_ensure(&g->present, hex))
+                return -ENOMEM;
         e = fl_reg_tree_ensure(&g->reg->gc_seen, hex);
         if (!e)
                 return -ENOMEM;
@@ -347,9 +333,9 @@ static int gc_consider(RegNode *n, void *userdata) {
                 e->data = ge;
                 ge->modified_index = UINT64_MAX;
         }
-        if (ge->modified_index != n->modified_index) {
+        if (ge->modified_index != modified_index) {
                 /* New, or re-written since: the grace period starts again. */
-                ge->modified_index = n->modified_index;
+                ge->modified_index = modified_index;
                 ge->since_usec = g->now;
                 return 0;
         }
@@ -368,35 +354,69 @@ static int gc_consider(RegNode *n, void *userdata) {
         keys[g->d->n] = reg_key(g->reg, "unit", hex);
         if (!keys[g->d->n])
                 return -ENOMEM;
-        idx[g->d->n] = n->modified_index;
+        idx[g->d->n] = modified_index;
         keys[++g->d->n] = NULL;
         return 0;
 }
 
 static int gc_find_gone(RegNode *n, void *userdata) {
         GcScan *g = userdata;
-        _cleanup_free_ char *k = NULL;
 
-        if (asprintf(&k, "unit/%s", n->key) < 0)
-                return -ENOMEM;
-        if (!fl_reg_tree_find(g->tree, k))
+        if (!fl_reg_tree_find(&g->present, n->key))
                 return fl_strv_extend(&g->gone, n->key);
         return 0;
 }
 
-static int gc_scan(Registry *r, const RegTree *t, GcData *d) {
-        GcScan g = { .reg = r, .tree = t, .d = d, .now = now_usec() };
+/* The same walks over our own read (a raw key tree). */
+typedef struct GcTreeWalk {
+        GcScan *g;
+        bool refs;
+} GcTreeWalk;
+
+static int gc_tree_node(RegNode *n, void *userdata) {
+        GcTreeWalk *w = userdata;
+        const char *rest;
+
+        if (w->refs) {
+                uint8_t h[20];
+                char hex[41];
+                rest = startswith(n->key, "job/");
+                if (!rest || !endswith(rest, "/object"))
+                        return 0;
+                if (fl_reg_decode_job_object(n->value, NULL, h) < 0)
+                        return 0;
+                fl_hash_to_hex(h, hex);
+                return gc_add_ref(hex, 0, w->g);
+        }
+        rest = startswith(n->key, "unit/");
+        if (!rest || !*rest || strchr(rest, '/'))
+                return 0;
+        return gc_consider(rest, n->modified_index, w->g);
+}
+
+/* Exactly one of t (our own read) and st (the mirror). */
+static int gc_scan(Registry *r, const RegTree *t, const RegStore *st, GcData *d) {
+        GcScan g = { .reg = r, .d = d, .now = now_usec() };
         int k;
 
-        k = fl_reg_tree_walk(t, gc_collect_refs, &g);
-        if (k >= 0)
-                k = fl_reg_tree_walk(t, gc_consider, &g);
+        if (t) {
+                GcTreeWalk w = { &g, true };
+                k = fl_reg_tree_walk(t, gc_tree_node, &w);
+                w.refs = false;
+                if (k >= 0)
+                        k = fl_reg_tree_walk(t, gc_tree_node, &w);
+        } else {
+                k = fl_reg_store_walk_refs(st, gc_add_ref, &g);
+                if (k >= 0)
+                        k = fl_reg_store_walk_files(st, gc_consider, &g);
+        }
         if (k >= 0)
                 k = fl_reg_tree_walk(&r->gc_seen, gc_find_gone, &g);
         STRV_FOREACH(s, g.gone)
                 fl_reg_tree_remove(&r->gc_seen, *s);
         fl_strv_free(g.gone);
         fl_reg_tree_clear(&g.referenced);
+        fl_reg_tree_clear(&g.present);
         return k;
 }
 
@@ -408,7 +428,7 @@ int fl_reg_gc_step(RegOp *op, int k, const EtcdResponse *resp) {
         case 0:
                 if (r->mirror_loaded && r->mirror_ready) {
                         op->state = 2;
-                        k = gc_scan(r, &r->tree, d);
+                        k = gc_scan(r, NULL, r->store, d);
                         if (k < 0)
                                 return k;
                         break;
@@ -425,7 +445,7 @@ int fl_reg_gc_step(RegOp *op, int k, const EtcdResponse *resp) {
                         return k;
                 k = fl_reg_tree_add_etcd(r, &d->tree, resp ? resp->node : NULL);
                 if (k >= 0)
-                        k = gc_scan(r, &d->tree, d);
+                        k = gc_scan(r, &d->tree, NULL, d);
                 if (k < 0)
                         return k;
                 op->state = 2;

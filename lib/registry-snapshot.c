@@ -667,3 +667,107 @@ const char *fl_reg_machine_metadata(const RegMachine *m, const char *key) {
         i = fl_sorted_find(m->metadata, m->n_metadata, 2 * sizeof(char *), key);
         return i < 0 ? NULL : m->metadata[2 * i + 1];
 }
+
+/* ---- Comparison (tests and fuzzers: the mirror's store against a full build) ---- */
+
+static const char *strnull(const char *s) {
+        return s ?: "(null)";
+}
+
+static bool strv_same(char *const *a, char *const *b) {
+        size_t n = fl_strv_length(a);
+        if (n != fl_strv_length(b))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!streq(a[i], b[i]))
+                        return false;
+        return true;
+}
+
+static bool req_same(const UnitRequirements *a, const UnitRequirements *b) {
+        if (a->global != b->global || !streq_ptr(a->machine_id, b->machine_id) || a->n_metadata != b->n_metadata ||
+            !strv_same(a->machine_of, b->machine_of) || !strv_same(a->conflicts, b->conflicts) ||
+            !strv_same(a->replaces, b->replaces) || !strv_same(a->unknown_keys, b->unknown_keys))
+                return false;
+        return true;
+}
+
+static char *state_line(const RegUnitState *s) {
+        char *l = NULL;
+        if (asprintf(&l, "%s|%s|%s|%s|%s|%s", s->name, s->machine_id, strnull(s->load_state),
+                     strnull(s->active_state), strnull(s->sub_state), s->hash) < 0)
+                return NULL;
+        return l;
+}
+
+static char **state_lines(const RegSnapshot *s) {
+        char **l = NULL;
+        for (size_t i = 0; i < s->n_states; i++)
+                if (fl_strv_push(&l, state_line(&s->states[i])) < 0)
+                        return fl_strv_free(l);
+        fl_strv_sort(l);
+        return l;
+}
+
+#define DIFF(...)                                            \
+        do {                                                 \
+                if (ret_why && asprintf(ret_why, __VA_ARGS__) < 0) \
+                        *ret_why = NULL;                     \
+                return 1;                                    \
+        } while (0)
+
+int fl_reg_snapshot_compare(const RegSnapshot *a, const RegSnapshot *b, char **ret_why) {
+        if (a->n_units != b->n_units)
+                DIFF("%zu units vs %zu", a->n_units, b->n_units);
+        for (size_t i = 0; i < a->n_units; i++) {
+                const RegUnit *x = &a->units[i], *y = &b->units[i];
+                if (!streq(x->name, y->name))
+                        DIFF("unit %zu: %s vs %s", i, x->name, y->name);
+                if (!streq(x->hash, y->hash) || x->target_state != y->target_state ||
+                    !streq_ptr(x->target, y->target) || !streq_ptr(x->job_state, y->job_state) ||
+                    x->current_state != y->current_state || !streq_ptr(x->unschedulable, y->unschedulable) ||
+                    x->global != y->global)
+                        DIFF("unit %s: fields differ (hash %s/%s ts %d/%d target %s/%s js %s/%s cs %d/%d)", x->name,
+                             x->hash, y->hash, x->target_state, y->target_state, strnull(x->target),
+                             strnull(y->target), strnull(x->job_state), strnull(y->job_state), x->current_state,
+                             y->current_state);
+                if (!x->file != !y->file || (x->file && !fl_unit_file_equal(x->file, y->file)))
+                        DIFF("unit %s: file differs (%s vs %s)", x->name, x->file ? "file" : "none",
+                             y->file ? "file" : "none");
+                if (!req_same(&x->req, &y->req))
+                        DIFF("unit %s: requirements differ", x->name);
+        }
+        if (a->n_states != b->n_states)
+                DIFF("%zu states vs %zu", a->n_states, b->n_states);
+        {
+                char **la = state_lines(a), **lb = state_lines(b);
+                bool same = strv_same(la, lb);
+                fl_strv_free(la);
+                fl_strv_free(lb);
+                if (!same)
+                        DIFF("states differ");
+        }
+        for (size_t i = 0; i + 1 < a->n_states; i++)
+                if (strcmp(a->states[i].name, a->states[i + 1].name) > 0 ||
+                    (streq(a->states[i].name, a->states[i + 1].name) &&
+                     strcmp(a->states[i].machine_id, a->states[i + 1].machine_id) > 0))
+                        DIFF("states not sorted at %zu", i);
+        if (a->n_machines != b->n_machines)
+                DIFF("%zu machines vs %zu", a->n_machines, b->n_machines);
+        for (size_t i = 0; i < a->n_machines; i++) {
+                const RegMachine *x = &a->machines[i], *y = &b->machines[i];
+                if (!streq(x->id, y->id) || !streq_ptr(x->public_ip, y->public_ip) ||
+                    !streq_ptr(x->version, y->version) || x->n_metadata != y->n_metadata ||
+                    x->disable_engine != y->disable_engine || x->grpc != y->grpc)
+                        DIFF("machine %s differs", x->id);
+                for (size_t k = 0; k < 2 * x->n_metadata; k++)
+                        if (!streq_ptr(x->metadata[k], y->metadata[k]))
+                                DIFF("machine %s metadata differs", x->id);
+        }
+        if (!streq_ptr(a->lease.machine_id, b->lease.machine_id) || a->lease.version != b->lease.version ||
+            a->lease.index != b->lease.index || a->lease.ttl_sec != b->lease.ttl_sec)
+                DIFF("lease differs");
+        if (a->engine_version != b->engine_version)
+                DIFF("engine version %d vs %d", a->engine_version, b->engine_version);
+        return 0;
+}

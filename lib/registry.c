@@ -24,9 +24,7 @@ int fl_registry_new(const RegistryConfig *cfg, sd_event *event, Registry **ret) 
         r = new0(Registry, 1);
         if (!r)
                 return -ENOMEM;
-        fl_reg_cache_init(&r->cache);
         r->gc_seen.free_data = free;
-        r->tree.free_data = fl_reg_decoded_free;
 
         /* path.Join semantics for what matters here: one leading '/', no empty elements, no
          * trailing '/'. */
@@ -65,9 +63,7 @@ Registry *fl_registry_free(Registry *r) {
         r->etcd = fl_etcd_client_free(r->etcd);
         r->mirror_timer = sd_event_source_disable_unref(r->mirror_timer);
         r->change_defer = sd_event_source_disable_unref(r->change_defer);
-        fl_reg_snapshot_free(r->snap);
-        fl_reg_cache_done(&r->cache);
-        fl_reg_tree_clear(&r->tree);
+        fl_reg_store_free(r->store);
         fl_reg_tree_clear(&r->written);
         fl_reg_tree_clear(&r->gc_seen);
         sd_event_unref(r->event);
@@ -123,6 +119,27 @@ int fl_reg_tree_add_etcd(Registry *r, RegTree *t, const EtcdNode *n) {
         if (!rel || !*rel)
                 return 0;
         return fl_reg_tree_set(t, rel, n->value, n->modified_index, n->ttl > 0 ? (uint64_t) n->ttl : 0);
+}
+
+int fl_reg_store_add_etcd(Registry *r, RegStore *s, const EtcdNode *n) {
+        const char *rel;
+        int k;
+
+        if (!n)
+                return 0;
+        if (n->dir) {
+                for (size_t i = 0; i < n->n_nodes; i++) {
+                        k = fl_reg_store_add_etcd(r, s, n->nodes[i]);
+                        if (k < 0)
+                                return k;
+                }
+                return 0;
+        }
+        rel = fl_reg_key_rel(r, n->key);
+        if (!rel || !*rel)
+                return 0;
+        k = fl_reg_store_set(s, rel, n->value, n->modified_index, n->ttl > 0 ? (uint64_t) n->ttl : 0);
+        return k < 0 ? k : 0;
 }
 
 /* ---- Remembered heartbeat values ---- */

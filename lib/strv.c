@@ -74,5 +74,6 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 void fl_strv_sort(char **l) {
-        qsort(l, fl_strv_length(l), sizeof(char *), cmp_str);
+        if (l)
+                qsort(l, fl_strv_length(l), sizeof(char *), cmp_str);
 }
