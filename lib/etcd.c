@@ -7,6 +7,10 @@
  * event sources while idle: a call attaches its own to the connection it takes from the pool and
  * drops them when it hands the connection back.
  *
+ * A streaming watch is such a call that stays in CALL_RECEIVING: the body of its 200 is drained
+ * line by line (one JSON event per line) as it arrives, and it may restart itself from a later
+ * index (see fl_etcd_watch_stream_async in etcd.h).
+ *
  * Failover: an attempt that cannot connect, times out, breaks, or gets a 5xx moves on to the
  * next endpoint, starting from the one that last worked. etcd v2 members never redirect (a
  * follower proxies to the leader), so any member can serve any request. */
@@ -114,6 +118,15 @@ struct EtcdCall {
         EtcdCallback cb;
         void *userdata;
         bool in_callback;
+        bool cancelled;         /* cancelled from its own callback: freed once that returns */
+
+        /* Streaming watches (fl_etcd_watch_stream_async). */
+        bool stream;
+        EtcdEventFn on_event;
+        char *stream_target;    /* target without waitIndex */
+        uint64_t last_event;    /* index of the last event handed out, 0 for none */
+        uint64_t head_index, head_raft_index;   /* of the current attempt's head */
+        unsigned attempt_events;                /* events of the current attempt */
 
         /* Blocking calls. */
         bool done;
@@ -326,6 +339,31 @@ static int json_parse_body(const Buf *body, cJSON **ret) {
         return 0;
 }
 
+/* The JSON of a successful reply or of one watch event: action, node, prevNode. */
+static int event_decode(const cJSON *j, EtcdResponse *resp) {
+        const cJSON *x;
+        int r;
+
+        if (!cJSON_IsObject(j))
+                return -EBADMSG;
+        x = cJSON_GetObjectItemCaseSensitive(j, "action");
+        if (!cJSON_IsString(x) || !x->valuestring)
+                return -EBADMSG;
+        resp->action = strdup(x->valuestring);
+        if (!resp->action)
+                return -ENOMEM;
+        r = node_decode(cJSON_GetObjectItemCaseSensitive(j, "node"), 0, &resp->node);
+        if (r < 0)
+                return r;
+        x = cJSON_GetObjectItemCaseSensitive(j, "prevNode");
+        if (x && !cJSON_IsNull(x)) {
+                r = node_decode(x, 0, &resp->prev_node);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* Decodes an HTTP response into *ret (set whenever the reply was well-formed, also for etcd
  * errors) and returns what the caller gets: 0, a mapped etcd error, or -EBADMSG. */
 int fl_etcd_response_decode(const HttpResponse *h, bool watch, EtcdResponse **ret) {
@@ -355,23 +393,9 @@ int fl_etcd_response_decode(const HttpResponse *h, bool watch, EtcdResponse **re
                 r = json_parse_body(&h->body, &j);
                 if (r < 0)
                         return r;
-                if (!cJSON_IsObject(j))
-                        return -EBADMSG;
-                x = cJSON_GetObjectItemCaseSensitive(j, "action");
-                if (!cJSON_IsString(x) || !x->valuestring)
-                        return -EBADMSG;
-                resp->action = strdup(x->valuestring);
-                if (!resp->action)
-                        return -ENOMEM;
-                r = node_decode(cJSON_GetObjectItemCaseSensitive(j, "node"), 0, &resp->node);
+                r = event_decode(j, resp);
                 if (r < 0)
                         return r;
-                x = cJSON_GetObjectItemCaseSensitive(j, "prevNode");
-                if (x && !cJSON_IsNull(x)) {
-                        r = node_decode(x, 0, &resp->prev_node);
-                        if (r < 0)
-                                return r;
-                }
                 *ret = TAKE_PTR(resp);
                 return 0;
         }
@@ -798,6 +822,8 @@ static void attempt_reset(EtcdCall *call) {
         call->out_off = 0;
         fl_http_response_parser_done(&call->parser);
         call->sent = call->got_bytes = call->head_seen = false;
+        call->head_index = call->head_raft_index = 0;
+        call->attempt_events = 0;
 }
 
 static void call_detach(EtcdCall *call) {
@@ -824,6 +850,7 @@ static EtcdCall *call_free(EtcdCall *call) {
         fl_etcd_response_free(call->last_resp);
         fl_etcd_response_free(call->resp);
         free(call->target);
+        free(call->stream_target);
         free(call->body);
         sd_event_unref(call->event);
         free(call);
@@ -834,9 +861,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(EtcdCall *, call_free);
 EtcdCall *fl_etcd_call_cancel(EtcdCall *call) {
         if (!call)
                 return NULL;
-        /* Cancelling from its own callback: the call is freed when the callback returns. */
-        if (call->in_callback)
+        /* Cancelling from its own callback: the call is freed when the callback returns, and
+         * no other callback runs. Detached now, so that freeing the client from the callback
+         * (which cancels every call it has) works too. */
+        if (call->in_callback) {
+                call->cancelled = true;
+                call_detach(call);
                 return NULL;
+        }
         call_free(call);
         return NULL;
 }
@@ -979,6 +1011,9 @@ static int attempt_start(EtcdCall *call) {
         int r;
 
         fl_http_response_parser_init(&call->parser, 0, c->max_body_bytes, false);
+        if (call->stream)
+                /* Events are taken out as they arrive; max_body_bytes bounds each one. */
+                fl_http_response_parser_stream_body(&call->parser);
 
         if (asprintf(&target, "%s%s", ep->base_path, call->target) < 0)
                 return -ENOMEM;
@@ -1052,6 +1087,184 @@ static void response_complete(EtcdCall *call, bool reusable) {
         }
         c->preferred = call->endpoint;
         call_finish(call, r, resp);
+}
+
+/* The head of a watch arrived (etcd sends it at once, the events whenever they happen): from
+ * here on only the watch's own timeout counts. */
+static int watch_arm_timer(EtcdCall *call) {
+        call->timer = sd_event_source_disable_unref(call->timer);
+        if (call->watch_timeout_usec == 0)
+                return 0;
+        return sd_event_add_time_relative(call->event, &call->timer, CLOCK_MONOTONIC, call->watch_timeout_usec, 0,
+                                          on_timer, call);
+}
+
+/* ---- Streaming watches ---- */
+
+static int stream_set_index(EtcdCall *call, uint64_t wait_index) {
+        char *t;
+
+        if (wait_index > 0) {
+                if (asprintf(&t, "%s&waitIndex=%" PRIu64, call->stream_target, wait_index) < 0)
+                        return -ENOMEM;
+        } else {
+                t = strdup(call->stream_target);
+                if (!t)
+                        return -ENOMEM;
+        }
+        free(call->target);
+        call->target = t;
+        return 0;
+}
+
+/* etcd answers a stream whose waitIndex finds an event in its history with that one event and
+ * then nothing, ever (the watcher never joins the hub). Ask again from the next index, on the
+ * same endpoint, with a fresh failover budget: it answered. */
+static void stream_restart(EtcdCall *call, uint64_t wait_index) {
+        int r;
+
+        attempt_reset(call);
+        r = stream_set_index(call, wait_index);
+        if (r < 0) {
+                call_finish(call, r, NULL);
+                return;
+        }
+        call->n_attempts = 0;
+        call->last_error = 0;
+        call->last_resp = fl_etcd_response_free(call->last_resp);
+        call->retried_stale = call->force_new = false;
+        call_run(call);
+}
+
+/* One event line (NUL-terminated at len). Returns 0 to go on, 1 when the call is gone or was
+ * restarted (do not touch it), or a negative errno for a malformed event. */
+static int stream_event(EtcdCall *call, char *data, size_t len) {
+        EtcdClient *c = call->client;
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *ev = NULL;
+        _cleanup_(cJSON_Deletep) cJSON *j = NULL;
+        uint64_t idx;
+        bool history;
+        int r;
+
+        /* Go's json.Encoder ends every object with a newline; tolerate blank lines. */
+        if (strspn(data, " \t\r") == len)
+                return 0;
+        if (strlen(data) != len)
+                return -EBADMSG;
+        j = cJSON_ParseWithLengthOpts(data, len + 1, NULL, true);
+        if (!j)
+                return -EBADMSG;
+        ev = new0(EtcdResponse, 1);
+        if (!ev)
+                return -ENOMEM;
+        r = event_decode(j, ev);
+        if (r < 0)
+                return r;
+        idx = ev->node->modified_index;
+        /* Every change has its own index, and etcd sends them in order. */
+        if (idx <= call->last_event)
+                return -EBADMSG;
+        ev->http_status = 200;
+        ev->etcd_index = call->head_index;
+        ev->raft_index = call->head_raft_index;
+        if (idx > c->last_index)
+                c->last_index = idx;
+        call->last_event = idx;
+        call->attempt_events++;
+        /* Events of the hub come after the head's index, history hits at or before it. */
+        history = call->attempt_events == 1 && idx <= call->head_index;
+
+        call->in_callback = true;
+        call->on_event(c, ev, call->userdata);
+        call->in_callback = false;
+        if (call->cancelled) {
+                call_free(call);
+                return 1;
+        }
+        if (history) {
+                log_debug("etcd: stream %s answered from history, asking again", call->target);
+                stream_restart(call, idx + 1);
+                return 1;
+        }
+        return 0;
+}
+
+/* The stream's response ended cleanly (etcd's handler returned): the caller watches again. */
+static void stream_end(EtcdCall *call, bool reusable) {
+        _cleanup_(fl_http_response_freep) HttpResponse *h = fl_http_response_parser_take(&call->parser);
+
+        call->io = sd_event_source_disable_unref(call->io);
+        call->timer = sd_event_source_disable_unref(call->timer);
+        if (reusable && h && h->keep_alive)
+                pool_put(call->client, TAKE_PTR(call->conn));
+        call_finish(call, 0, NULL);
+}
+
+/* After each read: hands out the complete events received so far. complete: the response
+ * ended (reusable: nothing followed it). Returns 0 to keep reading, 1 when the call finished,
+ * was freed or restarted, or a negative errno (the attempt failed). */
+static int stream_receive(EtcdCall *call, bool complete, bool reusable) {
+        EtcdClient *c = call->client;
+        HttpResponse *h = fl_http_response_parser_head(&call->parser);
+        size_t off = 0;
+        bool any = false;
+        int r;
+
+        if (!h)
+                return 0;
+        if (!call->head_seen) {
+                call->head_seen = true;
+                r = watch_arm_timer(call);
+                if (r < 0)
+                        return r;
+                if (h->status >= 200 && h->status < 300) {
+                        if (parse_index_header(h, "X-Etcd-Index", &call->head_index) < 0 ||
+                            parse_index_header(h, "X-Raft-Index", &call->head_raft_index) < 0)
+                                return -EBADMSG;
+                        if (call->head_index > c->last_index)
+                                c->last_index = call->head_index;
+                        c->preferred = call->endpoint;
+                }
+        }
+        if (h->status < 200 || h->status >= 300) {
+                /* An error (401 index cleared, 5xx...): whole, decoded as for ETCD_WATCH. */
+                if (!complete)
+                        return 0;
+                response_complete(call, reusable);
+                return 1;
+        }
+
+        while (off < h->body.len) {
+                char *s = h->body.data + off, *nl = memchr(s, '\n', h->body.len - off);
+
+                if (!nl)
+                        break;
+                *nl = 0;
+                off += (size_t) (nl - s) + 1;
+                r = stream_event(call, s, (size_t) (nl - s));
+                if (r != 0)
+                        return r;
+                any = true;
+        }
+        fl_buf_consume(&h->body, off);
+
+        if (complete) {
+                /* Whatever came without its newline is still one event (or blank). */
+                if (h->body.len > 0) {
+                        r = stream_event(call, h->body.data, h->body.len);
+                        if (r != 0)
+                                return r;
+                }
+                stream_end(call, reusable);
+                return 1;
+        }
+        /* The timeout counts from the last event: a quiet stream may be a dead one. */
+        if (any && call->timer) {
+                r = sd_event_source_set_time_relative(call->timer, call->watch_timeout_usec);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 static int do_connecting(EtcdCall *call) {
@@ -1138,9 +1351,17 @@ static int do_io(EtcdCall *call) {
                         if (n == 0) {
                                 if (!call->got_bytes)
                                         return -ECONNRESET;
+                                /* A stream cut between (or inside) events: the connection
+                                 * broke, the body is not malformed. */
+                                if (call->stream && call->head_seen &&
+                                    call->parser.state != HTTP_RESPONSE_BODY_EOF &&
+                                    call->parser.state != HTTP_RESPONSE_DONE)
+                                        return -ECONNRESET;
                                 r = fl_http_response_parser_eof(&call->parser);
                                 if (r < 0)
                                         return r;
+                                if (call->stream)
+                                        return stream_receive(call, true, false) ?: 1;
                                 response_complete(call, false);
                                 return 1;
                         }
@@ -1149,6 +1370,12 @@ static int do_io(EtcdCall *call) {
                         r = fl_http_response_parser_feed(&call->parser, buf, (size_t) n, &consumed);
                         if (r < 0)
                                 return r;
+                        if (call->stream) {
+                                r = stream_receive(call, r > 0, consumed == (size_t) n);
+                                if (r != 0)
+                                        return r;
+                                continue;
+                        }
                         if (r > 0) {
                                 /* Bytes beyond the response were never asked for: the
                                  * connection is out of step, do not reuse it. */
@@ -1158,18 +1385,10 @@ static int do_io(EtcdCall *call) {
                         if (!call->head_seen && call->parser.state != HTTP_RESPONSE_STATUS_LINE &&
                             call->parser.state != HTTP_RESPONSE_HEADERS) {
                                 call->head_seen = true;
-                                /* etcd sends a watch's head at once and the event whenever it
-                                 * happens: from here on only the watch's own timeout counts. */
                                 if (call->watch) {
-                                        call->timer = sd_event_source_disable_unref(call->timer);
-                                        if (call->watch_timeout_usec > 0) {
-                                                r = sd_event_add_time_relative(call->event, &call->timer,
-                                                                               CLOCK_MONOTONIC,
-                                                                               call->watch_timeout_usec, 0,
-                                                                               on_timer, call);
-                                                if (r < 0)
-                                                        return r;
-                                        }
+                                        r = watch_arm_timer(call);
+                                        if (r < 0)
+                                                return r;
                                 }
                         }
                 }
@@ -1181,7 +1400,13 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         EtcdCall *call = userdata;
         int r = do_io(call);
 
-        if (r < 0)
+        if (r >= 0)
+                return 0;
+        /* Events of this attempt were handed out: sending the request again would repeat
+         * them. The caller watches again from its last index + 1. */
+        if (call->stream && call->attempt_events > 0)
+                call_finish(call, r, NULL);
+        else
                 attempt_failed(call, r, NULL);
         return 0;
 }
@@ -1254,6 +1479,8 @@ static int on_start(sd_event_source *s, void *userdata) {
         return 0;
 }
 
+static int call_enqueue(EtcdClient *c, EtcdCall *call_in, EtcdCallback cb, void *userdata, EtcdCall **ret_call);
+
 int fl_etcd_call_async(EtcdClient *c, const EtcdRequest *req, EtcdCallback cb, void *userdata,
                        EtcdCall **ret_call) {
         _cleanup_(call_freep) EtcdCall *call = NULL;
@@ -1266,6 +1493,14 @@ int fl_etcd_call_async(EtcdClient *c, const EtcdRequest *req, EtcdCallback cb, v
         r = call_new(c, req, c->event, &call);
         if (r < 0)
                 return r;
+        return call_enqueue(c, TAKE_PTR(call), cb, userdata, ret_call);
+}
+
+/* Takes call (freed on error). */
+static int call_enqueue(EtcdClient *c, EtcdCall *call_in, EtcdCallback cb, void *userdata, EtcdCall **ret_call) {
+        _cleanup_(call_freep) EtcdCall *call = call_in;
+        int r;
+
         call->cb = cb;
         call->userdata = userdata;
         /* Start from the loop, never from here: the callback must not run before the caller
@@ -1281,4 +1516,32 @@ int fl_etcd_call_async(EtcdClient *c, const EtcdRequest *req, EtcdCallback cb, v
                 *ret_call = call;
         TAKE_PTR(call);
         return 0;
+}
+
+int fl_etcd_watch_stream_async(EtcdClient *c, const EtcdRequest *req, EtcdEventFn on_event, EtcdCallback done,
+                               void *userdata, EtcdCall **ret_call) {
+        _cleanup_(call_freep) EtcdCall *call = NULL;
+        EtcdRequest base;
+        int r;
+
+        if (!c || !req || !on_event || !done || req->method != ETCD_WATCH)
+                return -EINVAL;
+        if (!c->event)
+                return -ENOTCONN;
+        /* The waitIndex goes last, so that a restart can replace it. */
+        base = *req;
+        base.wait_index = 0;
+        r = call_new(c, &base, c->event, &call);
+        if (r < 0)
+                return r;
+        call->stream = true;
+        call->on_event = on_event;
+        if (asprintf(&call->stream_target, "%s&stream=true", call->target) < 0) {
+                call->stream_target = NULL;
+                return -ENOMEM;
+        }
+        r = stream_set_index(call, req->wait_index);
+        if (r < 0)
+                return r;
+        return call_enqueue(c, TAKE_PTR(call), done, userdata, ret_call);
 }

@@ -115,7 +115,59 @@ int fl_etcd_call(EtcdClient *c, const EtcdRequest *req, EtcdResponse **ret);
 typedef void (*EtcdCallback)(EtcdClient *c, int r, EtcdResponse *resp, void *userdata);
 int fl_etcd_call_async(EtcdClient *c, const EtcdRequest *req, EtcdCallback cb, void *userdata,
                        EtcdCall **ret_call);
+/* Cancels an async call or stream at any point, also from its own callbacks (on_event or
+ * done): no callback runs after it. */
 EtcdCall *fl_etcd_call_cancel(EtcdCall *call);
+
+/* Streaming watch (etcd v2 "wait=true&stream=true"): one request, and etcd writes every change
+ * under req->key (req->recursive for the subtree) as it happens into one chunked response, so
+ * a watcher keeps up with any write rate instead of paying a round trip per event.
+ *
+ * req: method ETCD_WATCH; wait_index is the first index wanted (0: from now); timeout_usec
+ * (0: none) ends the stream with -ETIMEDOUT when that long passes without an event (restarted
+ * by every event), so a dead connection or a stalled stream (see below) is noticed.
+ *
+ * on_event runs once per event, in index order, each index once, as soon as its bytes arrived.
+ * event is borrowed for the call (fl_etcd_response_steal() keeps it): action, node, prev_node
+ * as for ETCD_WATCH; etcd_index/raft_index are those of the stream's head (the store index
+ * when etcd registered the watch), node->modified_index is the event's index. An event is
+ * bounded by EtcdConfig.max_body_bytes (-EMSGSIZE); the stream as a whole is not.
+ *
+ * done runs exactly once, when the stream is over (unless cancelled or the client is freed),
+ * with the same codes as an ETCD_WATCH call (resp is borrowed, non-NULL for etcd errors):
+ *   0           the server ended the stream cleanly (terminating chunk): watch again from
+ *               the last event's index + 1 (or from wait_index if there was none)
+ *   -ERANGE     etcd 401: wait_index (or a later index it restarted from) fell out of etcd's
+ *               1,000-event history: re-read, then watch from resp->etcd_index + 1
+ *   -ETIMEDOUT  no event for timeout_usec: watch again from the last index + 1
+ *   -ECONNRESET the connection broke, e.g. the member stopped (etcd cuts its streams without
+ *               the terminating chunk): watch again, likewise
+ *   others      as for ETCD_WATCH (-EBADMSG for a malformed event, -EMSGSIZE...)
+ * Whatever ended it, no event is lost as long as the caller watches again from the last index
+ * it saw + 1 (or gets -ERANGE and re-reads).
+ *
+ * Failover and timeouts follow the rules for watches (top of this file) as long as the current
+ * connection delivered no event: connect, TLS and the response head are bounded by the
+ * client's request timeout, and failures move on to the next endpoint with the same index.
+ * Once events were handed out, an error ends the stream (done) instead.
+ *
+ * The stream holds a connection of its own for as long as it runs (taken from the idle pool or
+ * opened; never blocking other calls), and gives it back only after a clean end.
+ *
+ * What etcd (3.4, v2 API) does, observed, and how it is handled:
+ *   - a waitIndex that finds a matching event in etcd's history gets that one event and then
+ *     silence, the stream never joins the live watchers: after such an event (index <= the
+ *     head's X-Etcd-Index) the stream reconnects transparently from the next index, so catching
+ *     up on history costs one round trip (and connection) per event, like ETCD_WATCH;
+ *   - a reader so slow that the socket buffers and etcd's 100-event queue per watcher fill up
+ *     is dropped silently: the stream stays open with no more events (seen: 937 of 3,000 big
+ *     events, then nothing). Only timeout_usec notices that, so set it;
+ *   - errors (401 and others) come as ordinary non-streamed replies (400 + Content-Length);
+ *   - etcd 3.x never ends a stream on its own (its v2 watch timeout is math.MaxInt64): a clean
+ *     end comes only from a proxy or another server; a stopped member cuts the connection. */
+typedef void (*EtcdEventFn)(EtcdClient *c, EtcdResponse *event, void *userdata);
+int fl_etcd_watch_stream_async(EtcdClient *c, const EtcdRequest *req, EtcdEventFn on_event, EtcdCallback done,
+                               void *userdata, EtcdCall **ret_call);
 
 /* Highest X-Etcd-Index seen in any reply. */
 uint64_t fl_etcd_client_last_index(EtcdClient *c);

@@ -49,6 +49,25 @@ bool fl_http_response_parser_started(const HttpResponseParser *p) {
         return p->resp || p->line.len > 0;
 }
 
+void fl_http_response_parser_stream_body(HttpResponseParser *p) {
+        p->stream_body = true;
+}
+
+HttpResponse *fl_http_response_parser_head(HttpResponseParser *p) {
+        switch (p->state) {
+        case HTTP_RESPONSE_BODY:
+        case HTTP_RESPONSE_BODY_EOF:
+        case HTTP_RESPONSE_CHUNK_SIZE:
+        case HTTP_RESPONSE_CHUNK_DATA:
+        case HTTP_RESPONSE_CHUNK_END:
+        case HTTP_RESPONSE_TRAILERS:
+        case HTTP_RESPONSE_DONE:
+                return p->resp;
+        default:
+                return NULL;
+        }
+}
+
 HttpResponse *fl_http_response_parser_take(HttpResponseParser *p) {
         HttpResponse *r;
 
@@ -229,7 +248,7 @@ static int end_of_head(HttpResponseParser *p) {
                 return 0;
         }
         if (have_length) {
-                if (length > p->max_body_bytes)
+                if (!p->stream_body && length > p->max_body_bytes)
                         return fail(p, -EMSGSIZE, "body too large");
                 p->remaining = length;
                 if (length == 0) {
@@ -269,7 +288,8 @@ static int parse_chunk_size(HttpResponseParser *p, const char *l) {
                 p->state = HTTP_RESPONSE_TRAILERS;
                 return 0;
         }
-        if (size > p->max_body_bytes - p->resp->body.len)
+        /* Streamed bodies are bounded as they are buffered (see feed), not per chunk. */
+        if (!p->stream_body && size > p->max_body_bytes - p->resp->body.len)
                 return fail(p, -EMSGSIZE, "body too large");
         p->remaining = size;
         p->state = HTTP_RESPONSE_CHUNK_DATA;
@@ -337,6 +357,8 @@ int fl_http_response_parser_feed(HttpResponseParser *p, const void *data, size_t
                 case HTTP_RESPONSE_BODY:
                 case HTTP_RESPONSE_CHUNK_DATA: {
                         size_t n = (size_t) MIN((uint64_t) (len - i), p->remaining);
+                        if (p->stream_body && n > p->max_body_bytes - MIN(p->max_body_bytes, p->resp->body.len))
+                                return fail(p, -EMSGSIZE, "body too large");
                         r = fl_buf_append(&p->resp->body, d + i, n);
                         if (r < 0)
                                 return fail(p, r, "out of memory");
@@ -354,7 +376,7 @@ int fl_http_response_parser_feed(HttpResponseParser *p, const void *data, size_t
                 }
                 case HTTP_RESPONSE_BODY_EOF: {
                         size_t n = len - i;
-                        if (n > p->max_body_bytes - p->resp->body.len)
+                        if (n > p->max_body_bytes - MIN(p->max_body_bytes, p->resp->body.len))
                                 return fail(p, -EMSGSIZE, "body too large");
                         r = fl_buf_append(&p->resp->body, d + i, n);
                         if (r < 0)

@@ -58,6 +58,7 @@ typedef struct HttpResponseParser {
         size_t header_bytes;    /* consumed in the current head (or trailer) section */
         uint64_t remaining;     /* Content-Length or chunk bytes still to come */
         bool no_body;           /* answer to HEAD: headers only, whatever they announce */
+        bool stream_body;       /* the caller drains the body as it arrives (see below) */
         Buf line;               /* a line not complete yet */
         HttpResponse *resp;
         const char *error;      /* after an error: why (static string), for debug logs */
@@ -80,6 +81,18 @@ int fl_http_response_parser_eof(HttpResponseParser *p);
 bool fl_http_response_parser_started(const HttpResponseParser *p);
 /* After 1: the response (owned by the caller); the parser is then reset for another. */
 HttpResponse *fl_http_response_parser_take(HttpResponseParser *p);
+
+/* Incremental bodies, for responses that may never end (an etcd watch stream): the caller takes
+ * body bytes out of the response while it still arrives, i.e. after each feed it looks at
+ * fl_http_response_parser_head()->body and fl_buf_consume()s what it used. max_body_bytes then
+ * bounds what is buffered at any time (received, not consumed yet) instead of the whole body,
+ * so a large Content-Length or chunk size is no error by itself. Framing (chunks, lengths, the
+ * end of the body, trailers) is checked exactly as usual. Call right after init; it stays on
+ * across fl_http_response_parser_take(). */
+void fl_http_response_parser_stream_body(HttpResponseParser *p);
+/* The response being received, borrowed, once its head is complete (also when done); NULL
+ * before that and after an error. */
+HttpResponse *fl_http_response_parser_head(HttpResponseParser *p);
 
 /* Appends a request to out: request line, Host, the extra header lines ("Name: value", no CRLF),
  * and when body is not NULL Content-Type (if given), Content-Length and the body. Returns 0,

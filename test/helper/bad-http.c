@@ -27,7 +27,16 @@
  *   not-found     404 with etcd errorCode 100, X-Etcd-Index 7
  *   plain-404     404 with a plain text body (not etcd)
  *   auth          401 {"message":"Insufficient credentials"} unless the request carries
- *                 "Authorization: Basic dTpw" (u:p), then ok */
+ *                 "Authorization: Basic dTpw" (u:p), then ok
+ * Watch streams (chunked 200, X-Etcd-Index: 10, events with modifiedIndex 11, 12, ...):
+ *   stream             event 11 split over two chunks, 12 and 13 in one chunk, a blank line,
+ *                      then the terminating chunk (a clean end), keep-alive
+ *   stream-cut         event 11, then close without the terminating chunk
+ *   stream-bad-chunk   event 11, then a chunk size that is not hex
+ *   stream-bad-json    event 11, then a line that is not JSON
+ *   stream-backwards   event 12, then event 11
+ *   stream-huge        event 11, then 1 MiB without a newline (one endless event), then waits
+ *   stream-quiet       event 11, then nothing until the client closes */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -100,10 +109,81 @@ static bool read_request(int fd, char *buf, size_t size) {
         return true;
 }
 
+static void write_chunk(int fd, const char *s, size_t n) {
+        char size[32];
+        snprintf(size, sizeof(size), "%zx\r\n", n);
+        write_str(fd, size);
+        write_all(fd, s, n);
+        write_str(fd, "\r\n");
+}
+
+static void stream_event(int fd, unsigned index) {
+        char ev[256];
+        snprintf(ev, sizeof(ev),
+                 "{\"action\":\"set\",\"node\":{\"key\":\"/stream/k\",\"value\":\"%u\","
+                 "\"modifiedIndex\":%u,\"createdIndex\":%u}}\n",
+                 index, index, index);
+        write_chunk(fd, ev, strlen(ev));
+}
+
+static void wait_close(int fd) {
+        char c;
+        while (recv(fd, &c, 1, 0) > 0)
+                ;
+}
+
+/* Returns false when the connection is over. */
+static bool serve_stream(int fd, const char *mode) {
+        write_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Etcd-Index: 10\r\n"
+                      "X-Raft-Index: 20\r\nTransfer-Encoding: chunked\r\n\r\n");
+        if (strcmp(mode, "stream") == 0) {
+                const char *e1 = "{\"action\":\"set\",\"node\":{\"key\":\"/stream/k\",\"value\":\"11\","
+                                 "\"modifiedIndex\":11,\"createdIndex\":11}}\n";
+                const char *e23 = "{\"action\":\"set\",\"node\":{\"key\":\"/stream/k\",\"value\":\"12\","
+                                  "\"modifiedIndex\":12,\"createdIndex\":12}}\n"
+                                  "{\"action\":\"delete\",\"node\":{\"key\":\"/stream/k\","
+                                  "\"modifiedIndex\":13,\"createdIndex\":12},\"prevNode\":{\"key\":\"/stream/k\","
+                                  "\"value\":\"12\",\"modifiedIndex\":12,\"createdIndex\":12}}\n";
+                write_chunk(fd, e1, 30);
+                usleep(50000);
+                write_chunk(fd, e1 + 30, strlen(e1) - 30);
+                usleep(50000);
+                write_chunk(fd, e23, strlen(e23));
+                write_chunk(fd, "\n", 1);
+                write_str(fd, "0\r\n\r\n");
+                return true;
+        }
+        if (strcmp(mode, "stream-backwards") == 0) {
+                stream_event(fd, 12);
+                stream_event(fd, 11);
+                wait_close(fd);
+                return false;
+        }
+        stream_event(fd, 11);
+        usleep(50000);
+        if (strcmp(mode, "stream-bad-chunk") == 0)
+                write_str(fd, "zz\r\n{}\r\n0\r\n\r\n");
+        else if (strcmp(mode, "stream-bad-json") == 0)
+                write_chunk(fd, "{\"action\":\n", 12);
+        else if (strcmp(mode, "stream-huge") == 0) {
+                static char chunk[16384];
+                memset(chunk, ' ', sizeof(chunk));
+                chunk[0] = '{';
+                write_chunk(fd, chunk, sizeof(chunk));
+                chunk[0] = ' ';
+                for (int i = 0; i < 63; i++)
+                        write_chunk(fd, chunk, sizeof(chunk));
+        } else if (strcmp(mode, "stream-cut") == 0)
+                return false;
+        wait_close(fd);
+        return false;
+}
+
 static const char *const modes[] = {
         "ok", "ok-then-close", "bad-status", "truncated", "bad-chunked", "invalid-json", "wrong-types",
         "huge-number", "deep", "deep-a", "big", "silent", "close", "partial", "empty-watch", "raft-error",
-        "not-found", "plain-404", "auth",
+        "not-found", "plain-404", "auth", "stream", "stream-cut", "stream-bad-chunk", "stream-bad-json",
+        "stream-backwards", "stream-huge", "stream-quiet",
 };
 
 static void serve(int fd, const char *default_mode) {
@@ -123,7 +203,10 @@ static void serve(int fd, const char *default_mode) {
                 if (!known && default_mode)
                         snprintf(mode, sizeof(mode), "%s", default_mode);
 
-                if (strcmp(mode, "ok") == 0 || strcmp(mode, "ok-then-close") == 0) {
+                if (strncmp(mode, "stream", 6) == 0) {
+                        if (!serve_stream(fd, mode))
+                                return;
+                } else if (strcmp(mode, "ok") == 0 || strcmp(mode, "ok-then-close") == 0) {
                         snprintf(body, sizeof(body),
                                  "{\"action\":\"get\",\"node\":{\"key\":\"/%s\",\"value\":\"%d:%u\","
                                  "\"modifiedIndex\":5,\"createdIndex\":5}}",

@@ -1162,6 +1162,496 @@ TEST(failover_on_5xx_and_garbage) {
         }
 }
 
+/* ---- Streaming watches ---- */
+
+typedef struct Stream {
+        sd_event *event;
+        EtcdClient *client;
+        EtcdCall *call;
+        uint64_t *indexes;      /* modifiedIndex of every event, as delivered */
+        size_t n, cap;
+        bool in_order;
+        EtcdResponse *events[8]; /* the first events, stolen */
+        size_t cancel_after;    /* cancel the call from the n-th event (0: never) */
+        size_t free_after;      /* free the client from the n-th event (0: never) */
+        int done_calls, r;
+        EtcdResponse *done_resp;
+        uint64_t done_usec;
+} Stream;
+
+static void stream_init(Stream *s, sd_event *e, EtcdClient *c) {
+        *s = (Stream) { .event = e, .client = c, .in_order = true };
+}
+
+static void stream_done(Stream *s) {
+        free(s->indexes);
+        for (size_t i = 0; i < ELEMENTSOF(s->events); i++)
+                fl_etcd_response_free(s->events[i]);
+        fl_etcd_response_free(s->done_resp);
+}
+
+static void on_stream_event(EtcdClient *c, EtcdResponse *ev, void *userdata) {
+        Stream *s = userdata;
+        uint64_t idx = ev->node->modified_index;
+
+        if (s->n > 0 && idx <= s->indexes[s->n - 1])
+                s->in_order = false;
+        if (s->n == s->cap) {
+                s->cap = s->cap ? s->cap * 2 : 64;
+                s->indexes = realloc(s->indexes, s->cap * sizeof(uint64_t));
+                if (!s->indexes)
+                        abort();
+        }
+        s->indexes[s->n++] = idx;
+        if (s->n <= ELEMENTSOF(s->events))
+                s->events[s->n - 1] = fl_etcd_response_steal(ev);
+        if (s->cancel_after > 0 && s->n == s->cancel_after)
+                s->call = fl_etcd_call_cancel(s->call);
+        if (s->free_after > 0 && s->n == s->free_after)
+                s->client = fl_etcd_client_free(s->client);
+}
+
+static void on_stream_done(EtcdClient *c, int r, EtcdResponse *resp, void *userdata) {
+        Stream *s = userdata;
+
+        s->done_calls++;
+        s->r = r;
+        s->call = NULL;
+        s->done_usec = now_usec();
+        fl_etcd_response_free(s->done_resp);
+        s->done_resp = fl_etcd_response_steal(resp);
+}
+
+static int stream_start(Stream *s, const EtcdRequest *req) {
+        return fl_etcd_watch_stream_async(s->client, req, on_stream_event, on_stream_done, s, &s->call);
+}
+
+/* Runs the loop until s has want_events events and want_done done calls; -ETIMEDOUT after
+ * max_usec. */
+static int stream_run(Stream *s, size_t want_events, int want_done, uint64_t max_usec) {
+        uint64_t deadline = now_usec() + max_usec;
+
+        while (s->n < want_events || s->done_calls < want_done) {
+                uint64_t n = now_usec();
+                int r;
+                if (n >= deadline)
+                        return -ETIMEDOUT;
+                r = sd_event_run(s->event, deadline - n);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Runs the loop for usec whatever happens. */
+static void spin(sd_event *e, uint64_t usec) {
+        uint64_t deadline = now_usec() + usec;
+        for (uint64_t n; (n = now_usec()) < deadline;)
+                (void) sd_event_run(e, deadline - n);
+}
+
+/* Async writes from a client of their own, window at a time. */
+typedef struct Writer {
+        EtcdClient *client;
+        const char *dir;
+        unsigned total, issued, completed, failed, window;
+        uint64_t *indexes;
+} Writer;
+
+static void writer_issue(Writer *w);
+
+static void on_write(EtcdClient *c, int r, EtcdResponse *resp, void *userdata) {
+        Writer *w = userdata;
+
+        if (r < 0 || !resp || !resp->node)
+                w->failed++;
+        else
+                w->indexes[w->completed] = resp->node->modified_index;
+        w->completed++;
+        writer_issue(w);
+}
+
+static void writer_issue(Writer *w) {
+        while (w->issued < w->total && w->issued - w->completed < w->window) {
+                char k[512], v[32];
+                snprintf(k, sizeof(k), "%s/k%u", w->dir, w->issued % 100);
+                snprintf(v, sizeof(v), "%u", w->issued);
+                if (fl_etcd_call_async(w->client, &(EtcdRequest) { .method = ETCD_SET, .key = k, .value = v },
+                                       on_write, w, NULL) < 0)
+                        w->failed++;
+                w->issued++;
+        }
+}
+
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+TEST(stream_many_writes) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL, *wc = NULL;
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *r0 = NULL;
+        _cleanup_free_ uint64_t *want = NULL;
+        const unsigned total = 3000;
+        uint64_t req0, req1;
+        Stream s;
+
+        if (!shared_etcd())
+                SKIP("no etcd (FLEET_TEST_ETCD unset)");
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(client_new(shared_etcd(), e, NULL, &c));
+        ASSERT_OK(client_new(shared_etcd(), e, NULL, &wc));
+        ASSERT_OK(fl_etcd_call(c, &(EtcdRequest) { .method = ETCD_SET, .key = key("sm/init"), .value = "0" }, &r0));
+        stream_init(&s, e, c);
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = key("sm"), .recursive = true,
+                                                    .wait_index = r0->node->modified_index + 1,
+                                                    .timeout_usec = 20 * USEC }));
+        spin(e, 200000);
+        fl_etcd_client_stats(c, &req0, NULL, NULL);
+
+        want = new0(uint64_t, total);
+        ASSERT_NOT_NULL(want);
+        Writer w = { .client = wc, .dir = key("sm"), .total = total, .window = 16, .indexes = want };
+        uint64_t start = now_usec();
+        writer_issue(&w);
+        ASSERT_OK(stream_run(&s, total, 0, 120 * USEC));
+        uint64_t took = now_usec() - start;
+        spin(e, 100000);        /* nothing more comes */
+        while (w.completed < w.total)
+                ASSERT_OK(sd_event_run(e, 100000));
+        fprintf(stderr, "stream_many_writes: %u writes streamed in %.2f s (%.0f events/s)\n", total,
+                (double) took / USEC, (double) total * USEC / (double) took);
+
+        ASSERT_EQ(w.failed, 0);
+        ASSERT_EQ(s.done_calls, 0);
+        ASSERT_TRUE(s.in_order);
+        ASSERT_EQ(s.n, total);
+        qsort(want, total, sizeof(uint64_t), cmp_u64);
+        for (unsigned i = 0; i < total; i++)
+                if (s.indexes[i] != want[i])
+                        FAIL_AT("event %u: index %" PRIu64 ", want %" PRIu64, i, s.indexes[i], want[i]);
+        ASSERT_STREQ(s.events[0]->action, "set");
+        ASSERT_TRUE(startswith(s.events[0]->node->key, key("sm/k")));
+        ASSERT_NOT_NULL(s.events[0]->node->value);
+        ASSERT_TRUE(s.events[0]->etcd_index >= r0->node->modified_index);
+        /* One request for the whole stream. */
+        fl_etcd_client_stats(c, &req1, NULL, NULL);
+        ASSERT_EQ(req1 - req0, 0);
+        ASSERT_TRUE(fl_etcd_client_last_index(c) >= want[total - 1]);
+
+        ASSERT_NULL(fl_etcd_call_cancel(s.call));
+        spin(e, 100000);
+        ASSERT_EQ(s.done_calls, 0);
+        stream_done(&s);
+}
+
+/* A wait index in etcd's history: etcd answers such a stream with one event only; the client
+ * asks again from the next index until it is live. */
+TEST(stream_history_catchup) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL;
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *r0 = NULL;
+        uint64_t req0, req1;
+        Stream s;
+
+        if (!shared_etcd())
+                SKIP("no etcd (FLEET_TEST_ETCD unset)");
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(client_new(shared_etcd(), e, NULL, &c));
+        ASSERT_OK(fl_etcd_call(c, &(EtcdRequest) { .method = ETCD_SET, .key = key("sh/a"), .value = "0" }, &r0));
+        for (int i = 1; i < 5; i++)
+                ASSERT_OK(set(c, key("sh/a"), "x"));
+        ASSERT_OK(set(c, key("other"), "not watched"));
+        stream_init(&s, e, c);
+        fl_etcd_client_stats(c, &req0, NULL, NULL);
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = key("sh"), .recursive = true,
+                                                    .wait_index = r0->node->modified_index, .timeout_usec = 10 * USEC }));
+        ASSERT_OK(stream_run(&s, 5, 0, 10 * USEC));
+        fl_etcd_client_stats(c, &req1, NULL, NULL);
+        /* Once per history event, then once more to wait live. */
+        ASSERT_EQ(req1 - req0, 6);
+        ASSERT_EQ(s.indexes[0], r0->node->modified_index);
+        ASSERT_STREQ(s.events[0]->node->value, "0");
+        spin(e, 100000);
+        ASSERT_OK(set(c, key("sh/b"), "live1"));
+        ASSERT_OK(set(c, key("sh/b"), "live2"));
+        ASSERT_OK(stream_run(&s, 7, 0, 10 * USEC));
+        ASSERT_EQ(s.n, 7);
+        ASSERT_TRUE(s.in_order);
+        ASSERT_STREQ(s.events[6]->node->value, "live2");
+        ASSERT_STREQ(s.events[6]->prev_node->value, "live1");
+        fl_etcd_client_stats(c, &req1, NULL, NULL);
+        ASSERT_EQ(req1 - req0, 6 + 2);  /* the two blocking sets */
+        ASSERT_EQ(s.done_calls, 0);
+        fl_etcd_call_cancel(s.call);
+        stream_done(&s);
+}
+
+TEST(stream_delete_expire) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL;
+        Stream s;
+
+        if (!shared_etcd())
+                SKIP("no etcd (FLEET_TEST_ETCD unset)");
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(client_new(shared_etcd(), e, NULL, &c));
+        ASSERT_OK(set(c, key("sd/a"), "doomed"));
+        stream_init(&s, e, c);
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = key("sd"), .recursive = true,
+                                                    .timeout_usec = 10 * USEC }));
+        spin(e, 200000);
+        ASSERT_OK(fl_etcd_call(c, &(EtcdRequest) { .method = ETCD_SET, .key = key("sd/t"), .value = "brief", .ttl_sec = 1 },
+                               NULL));
+        ASSERT_OK(fl_etcd_call(c, &(EtcdRequest) { .method = ETCD_DELETE, .key = key("sd/a") }, NULL));
+        ASSERT_OK(stream_run(&s, 3, 0, 10 * USEC));
+        ASSERT_TRUE(s.in_order);
+        ASSERT_STREQ(s.events[0]->action, "set");
+        ASSERT_EQ(s.events[0]->node->ttl, 1);
+        ASSERT_STREQ(s.events[1]->action, "delete");
+        ASSERT_STREQ(s.events[1]->node->key, key("sd/a"));
+        ASSERT_NULL(s.events[1]->node->value);
+        ASSERT_STREQ(s.events[1]->prev_node->value, "doomed");
+        ASSERT_STREQ(s.events[2]->action, "expire");
+        ASSERT_STREQ(s.events[2]->node->key, key("sd/t"));
+        ASSERT_STREQ(s.events[2]->prev_node->value, "brief");
+        ASSERT_EQ(s.done_calls, 0);
+        fl_etcd_call_cancel(s.call);
+        stream_done(&s);
+}
+
+TEST(stream_cancel) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL, *wc = NULL;
+        _cleanup_free_ uint64_t *idx = NULL;
+        Stream s;
+
+        if (!shared_etcd())
+                SKIP("no etcd (FLEET_TEST_ETCD unset)");
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(client_new(shared_etcd(), e, NULL, &c));
+        ASSERT_OK(client_new(shared_etcd(), e, NULL, &wc));
+        idx = new0(uint64_t, 200);
+        ASSERT_NOT_NULL(idx);
+
+        /* Before it started. */
+        stream_init(&s, e, c);
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = key("sc"), .recursive = true }));
+        ASSERT_NULL(fl_etcd_call_cancel(s.call));
+        spin(e, 100000);
+        ASSERT_EQ(s.done_calls, 0);
+
+        /* While connected and idle, and after events. */
+        for (int round = 0; round < 2; round++) {
+                stream_init(&s, e, c);
+                ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = key("sc"), .recursive = true }));
+                spin(e, 100000);
+                if (round == 1) {
+                        ASSERT_OK(set(wc, key("sc/x"), "1"));
+                        ASSERT_OK(stream_run(&s, 1, 0, 5 * USEC));
+                }
+                ASSERT_NULL(fl_etcd_call_cancel(s.call));
+                ASSERT_OK(set(wc, key("sc/x"), "2"));
+                spin(e, 200000);
+                ASSERT_EQ(s.n, (size_t) round);
+                ASSERT_EQ(s.done_calls, 0);
+                stream_done(&s);
+        }
+
+        /* From its own event callback, in the middle of a burst. */
+        stream_init(&s, e, c);
+        s.cancel_after = 3;
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = key("sc"), .recursive = true }));
+        spin(e, 100000);
+        Writer w = { .client = wc, .dir = key("sc"), .total = 200, .window = 32, .indexes = idx };
+        writer_issue(&w);
+        while (w.completed < w.total)
+                ASSERT_OK(sd_event_run(e, 100000));
+        spin(e, 300000);
+        ASSERT_EQ(s.n, 3);
+        ASSERT_EQ(s.done_calls, 0);
+        ASSERT_NULL(s.call);
+        stream_done(&s);
+
+        /* The client freed from an event callback (which cancels the stream too). */
+        EtcdClient *own = NULL;
+        ASSERT_OK(client_new(shared_etcd(), e, NULL, &own));
+        stream_init(&s, e, own);
+        s.free_after = 2;
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = key("sc"), .recursive = true }));
+        spin(e, 100000);
+        w = (Writer) { .client = wc, .dir = key("sc"), .total = 50, .window = 8, .indexes = idx };
+        writer_issue(&w);
+        while (w.completed < w.total)
+                ASSERT_OK(sd_event_run(e, 100000));
+        spin(e, 300000);
+        ASSERT_EQ(s.n, 2);
+        ASSERT_NULL(s.client);
+        ASSERT_EQ(s.done_calls, 0);
+        stream_done(&s);
+}
+
+TEST(stream_index_cleared) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL;
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *first = NULL;
+        Stream s;
+
+        if (!shared_etcd())
+                SKIP("no etcd (FLEET_TEST_ETCD unset)");
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(client_new(shared_etcd(), e, NULL, &c));
+        ASSERT_OK(fl_etcd_call(c, &(EtcdRequest) { .method = ETCD_SET, .key = key("sx/k"), .value = "0" }, &first));
+        for (int i = 1; i <= 1010; i++)
+                ASSERT_OK(set(c, key("sx/other"), "x"));
+        stream_init(&s, e, c);
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = key("sx"), .recursive = true,
+                                                    .wait_index = first->node->modified_index }));
+        ASSERT_OK(stream_run(&s, 0, 1, 5 * USEC));
+        ASSERT_ERR(s.r, -ERANGE);
+        ASSERT_EQ(s.n, 0);
+        ASSERT_NOT_NULL(s.done_resp);
+        ASSERT_EQ(s.done_resp->error_code, 401);
+        ASSERT_TRUE(s.done_resp->etcd_index >= first->node->modified_index + 1010);
+        stream_done(&s);
+}
+
+static int on_write_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        Waiter *w = userdata;
+        (void) set(w->client, w->set_key, w->set_value);
+        w->calls++;
+        return 0;
+}
+
+TEST(stream_timeout) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL;
+        _cleanup_free_ char *eps = NULL;
+        char first[256];
+        Stream s;
+
+        if (!shared_etcd())
+                SKIP("no etcd (FLEET_TEST_ETCD unset)");
+        /* A dead endpoint first: the stream fails over before its head. */
+        snprintf(first, sizeof(first), "%s", shared_etcd());
+        first[strcspn(first, ",")] = 0;
+        ASSERT_TRUE(asprintf(&eps, "http://127.0.0.1:%d,%s", dead_port(), first) > 0);
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(client_new(eps, e, NULL, &c));
+
+        /* Nothing happens. */
+        stream_init(&s, e, c);
+        uint64_t start = now_usec();
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = key("st"), .recursive = true,
+                                                    .timeout_usec = 1 * USEC }));
+        ASSERT_OK(stream_run(&s, 0, 1, 5 * USEC));
+        ASSERT_ERR(s.r, -ETIMEDOUT);
+        ASSERT_TRUE(s.done_usec - start >= 900000 && s.done_usec - start < 3 * USEC);
+        stream_done(&s);
+
+        /* Each event restarts the timeout: three writes 600 ms apart keep it alive. */
+        _cleanup_(fl_etcd_client_freep) EtcdClient *wc = NULL;
+        _cleanup_(sd_event_source_disable_unrefp) sd_event_source *t1 = NULL, *t2 = NULL, *t3 = NULL;
+        ASSERT_OK(client_new(first, NULL, NULL, &wc));
+        Waiter w = { .event = e, .client = wc, .set_key = key("st/x"), .set_value = "tick" };
+        stream_init(&s, e, c);
+        start = now_usec();
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = key("st"), .recursive = true,
+                                                    .timeout_usec = 1 * USEC }));
+        ASSERT_OK(sd_event_add_time_relative(e, &t1, CLOCK_MONOTONIC, 600000, 0, on_write_timer, &w));
+        ASSERT_OK(sd_event_add_time_relative(e, &t2, CLOCK_MONOTONIC, 1200000, 0, on_write_timer, &w));
+        ASSERT_OK(sd_event_add_time_relative(e, &t3, CLOCK_MONOTONIC, 1800000, 0, on_write_timer, &w));
+        ASSERT_OK(stream_run(&s, 0, 1, 10 * USEC));
+        ASSERT_ERR(s.r, -ETIMEDOUT);
+        ASSERT_EQ(s.n, 3);
+        ASSERT_TRUE(s.done_usec - start >= 2700000);
+        stream_done(&s);
+}
+
+TEST(stream_garbage) {
+        static const struct {
+                const char *mode;
+                size_t events;
+                int want;
+        } modes[] = {
+                { "stream-cut", 1, -ECONNRESET },
+                { "stream-bad-chunk", 1, -EBADMSG },
+                { "stream-bad-json", 1, -EBADMSG },
+                { "stream-backwards", 1, -EBADMSG },
+                { "stream-huge", 1, -EMSGSIZE },
+                { "bad-chunked", 0, -EBADMSG },
+                { "not-found", 0, -ENOENT },
+                { "raft-error", 0, -EAGAIN },
+        };
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL;
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *again = NULL;
+        _cleanup_free_ char *url = NULL;
+        char pid_first[32];
+        Stream s;
+
+        if (helper_start() < 0)
+                SKIP("test/helper/bad-http not built");
+        url = helper_url();
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(client_new(url, e, &(ClientOpts) { .max_body = 256 * 1024 }, &c));
+
+        /* A clean end: events split over chunks, several in one chunk, a blank line. */
+        stream_init(&s, e, c);
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = "/stream", .recursive = true }));
+        ASSERT_OK(stream_run(&s, 3, 1, 5 * USEC));
+        ASSERT_OK(s.r);
+        ASSERT_NULL(s.done_resp);
+        ASSERT_EQ(s.n, 3);
+        ASSERT_EQ(s.indexes[0], 11);
+        ASSERT_EQ(s.indexes[2], 13);
+        ASSERT_STREQ(s.events[0]->node->value, "11");
+        ASSERT_EQ(s.events[0]->etcd_index, 10);
+        ASSERT_EQ(s.events[0]->raft_index, 20);
+        ASSERT_EQ(s.events[0]->http_status, 200);
+        ASSERT_STREQ(s.events[2]->action, "delete");
+        ASSERT_STREQ(s.events[2]->prev_node->value, "12");
+        stream_done(&s);
+        /* The connection went back to the pool: the next request is the second on it. */
+        ASSERT_OK(get(c, "/ok", &again));
+        snprintf(pid_first, sizeof(pid_first), "%s", again->node->value);
+        ASSERT_TRUE(endswith(pid_first, ":2"));
+
+        for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+                _cleanup_free_ char *k = NULL;
+                ASSERT_TRUE(asprintf(&k, "/%s", modes[i].mode) > 0);
+                stream_init(&s, e, c);
+                ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = k, .recursive = true,
+                                                            .timeout_usec = 5 * USEC }));
+                if (stream_run(&s, 0, 1, 8 * USEC) < 0)
+                        FAIL_AT("%s: no end", modes[i].mode);
+                if (s.r != modes[i].want || s.n != modes[i].events)
+                        FAIL_AT("%s: %d (%s) after %zu events, want %d after %zu", modes[i].mode, s.r, strerror(-s.r),
+                                s.n, modes[i].want, modes[i].events);
+                if (modes[i].want == -ENOENT)
+                        ASSERT_EQ(s.done_resp->error_code, 100);
+                stream_done(&s);
+        }
+
+        /* A stream that goes quiet after an event ends by its timeout. */
+        stream_init(&s, e, c);
+        uint64_t start = now_usec();
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = "/stream-quiet", .timeout_usec = 500000 }));
+        ASSERT_OK(stream_run(&s, 1, 1, 5 * USEC));
+        ASSERT_ERR(s.r, -ETIMEDOUT);
+        ASSERT_TRUE(s.done_usec - start >= 500000);
+        stream_done(&s);
+
+        /* Bad arguments. */
+        ASSERT_ERR(fl_etcd_watch_stream_async(c, &(EtcdRequest) { .method = ETCD_GET, .key = "/x" }, on_stream_event,
+                                              on_stream_done, &s, NULL),
+                   -EINVAL);
+        ASSERT_ERR(fl_etcd_watch_stream_async(c, &(EtcdRequest) { .method = ETCD_WATCH, .key = "/x" }, NULL,
+                                              on_stream_done, &s, NULL),
+                   -EINVAL);
+}
+
 /* ---- TLS ---- */
 
 static bool tls_started;
@@ -1295,6 +1785,45 @@ TEST(tls) {
                 ASSERT_OK(client_new(eps, NULL, &(ClientOpts) { .ca = ca, .timeout_usec = 1 * USEC }, &c));
                 ASSERT_ERR(get(c, "/tls/a", NULL), -ECONNRESET);
         }
+}
+
+TEST(tls_stream) {
+        _cleanup_free_ char *ca = NULL, *cert = NULL, *keyf = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL, *wc = NULL;
+        uint64_t idx[100];
+        const char *ep;
+        Stream s;
+
+        if (!top[0])
+                SKIP("test/lib/etcd.sh not found");
+        ep = tls_endpoint();
+        if (!ep)
+                FAIL_AT("cannot start a TLS etcd");
+        ca = tls_file("ca.crt");
+        cert = tls_file("client.crt");
+        keyf = tls_file("client.key");
+        ClientOpts good = { .ca = ca, .cert = cert, .keyf = keyf };
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(client_new(ep, e, &good, &c));
+        ASSERT_OK(client_new(ep, e, &good, &wc));
+        stream_init(&s, e, c);
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = "/tls/s", .recursive = true,
+                                                    .timeout_usec = 10 * USEC }));
+        spin(e, 300000);
+        Writer w = { .client = wc, .dir = "/tls/s", .total = 100, .window = 8, .indexes = idx };
+        writer_issue(&w);
+        ASSERT_OK(stream_run(&s, 100, 0, 20 * USEC));
+        while (w.completed < w.total)
+                ASSERT_OK(sd_event_run(e, 100000));
+        ASSERT_EQ(w.failed, 0);
+        ASSERT_TRUE(s.in_order);
+        ASSERT_EQ(s.n, 100);
+        qsort(idx, 100, sizeof(uint64_t), cmp_u64);
+        for (unsigned i = 0; i < 100; i++)
+                ASSERT_EQ(s.indexes[i], idx[i]);
+        fl_etcd_call_cancel(s.call);
+        stream_done(&s);
 }
 
 TEST(tls_wrong_hostname) {
@@ -1481,7 +2010,9 @@ int main(int argc, char **argv) {
                 T(conditions), T(create_in_order), T(watch_async), T(watch_blocking),
                 T(watch_index_cleared), T(cancel_and_free), T(failover), T(garbage_server),
                 T(garbage_timeouts), T(keepalive_and_stale), T(failover_on_5xx_and_garbage),
-                T(tls), T(tls_wrong_hostname), T(basic_auth), T(cluster_kill_leader),
+                T(stream_many_writes), T(stream_history_catchup), T(stream_delete_expire), T(stream_cancel),
+                T(stream_index_cleared), T(stream_timeout), T(stream_garbage),
+                T(tls), T(tls_stream), T(tls_wrong_hostname), T(basic_auth), T(cluster_kill_leader),
         };
         int r;
 

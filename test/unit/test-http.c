@@ -342,5 +342,86 @@ TEST(escape) {
         fl_buf_done(&b);
 }
 
+/* Streamed bodies: drained by the caller while they arrive; the limit bounds what is buffered,
+ * not the whole body; framing is checked as usual. */
+TEST(parse_stream_body) {
+        static const char head[] = OK200 "Transfer-Encoding: chunked\r\nX-Etcd-Index: 3\r\n\r\n";
+        HttpResponseParser p;
+        HttpResponse *h;
+        size_t consumed, total = 0;
+        int r = 0;
+
+        fl_http_response_parser_init(&p, 0, 64, false);
+        fl_http_response_parser_stream_body(&p);
+        ASSERT_EQ(fl_http_response_parser_feed(&p, head, 10, &consumed), 0);
+        ASSERT_NULL(fl_http_response_parser_head(&p));
+        ASSERT_EQ(fl_http_response_parser_feed(&p, head + 10, sizeof(head) - 11, &consumed), 0);
+        h = fl_http_response_parser_head(&p);
+        ASSERT_NOT_NULL(h);
+        ASSERT_EQ(h->status, 200);
+        ASSERT_STREQ(fl_http_response_header(h, "X-Etcd-Index"), "3");
+        ASSERT_EQ(h->body.len, 0);
+        /* 1000 chunks of 40 bytes: 40,000 bytes through a 64-byte limit, drained each time. */
+        for (int i = 0; i < 1000; i++) {
+                char c[64];
+                snprintf(c, sizeof(c), "28\r\n%039d\n\r\n", i);
+                ASSERT_EQ(fl_http_response_parser_feed(&p, c, strlen(c), &consumed), 0);
+                ASSERT_EQ(h->body.len, 40);
+                ASSERT_EQ(atoi(h->body.data), i);
+                total += h->body.len;
+                fl_buf_consume(&h->body, h->body.len);
+        }
+        ASSERT_EQ(total, 40000);
+        /* A chunk size beyond the limit is fine by itself (drained in pieces)... */
+        ASSERT_EQ(fl_http_response_parser_feed(&p, "50\r\n", 4, &consumed), 0);
+        ASSERT_EQ(fl_http_response_parser_feed(&p, "0123456789012345678901234567890123456789", 40, &consumed), 0);
+        fl_buf_consume(&h->body, h->body.len);
+        ASSERT_EQ(fl_http_response_parser_feed(&p, "0123456789012345678901234567890123456789\r\n", 42, &consumed), 0);
+        fl_buf_consume(&h->body, h->body.len);
+        /* ...and the end is checked as usual. */
+        ASSERT_EQ(fl_http_response_parser_feed(&p, "0\r\n\r\nHTTP", 9, &consumed), 1);
+        ASSERT_EQ(consumed, 5);
+        ASSERT_NOT_NULL(fl_http_response_parser_head(&p));
+        _cleanup_(fl_http_response_freep) HttpResponse *done = fl_http_response_parser_take(&p);
+        ASSERT_TRUE(done->keep_alive);
+        ASSERT_EQ(done->body.len, 0);
+        fl_http_response_parser_done(&p);
+
+        /* Not drained: over the limit. */
+        fl_http_response_parser_init(&p, 0, 64, false);
+        fl_http_response_parser_stream_body(&p);
+        ASSERT_EQ(fl_http_response_parser_feed(&p, head, sizeof(head) - 1, &consumed), 0);
+        for (int i = 0; i < 10 && r == 0; i++)
+                r = fl_http_response_parser_feed(&p, "a\r\n0123456789\r\n", 15, &consumed);
+        ASSERT_ERR(r, -EMSGSIZE);
+        ASSERT_NULL(fl_http_response_parser_head(&p));
+        fl_http_response_parser_done(&p);
+
+        /* Content-Length beyond the limit, and a read-until-close body, drained. */
+        fl_http_response_parser_init(&p, 0, 8, false);
+        fl_http_response_parser_stream_body(&p);
+        ASSERT_EQ(fl_http_response_parser_feed(&p, OK200 "Content-Length: 12\r\n\r\nabcdef", sizeof(OK200) + 27, &consumed), 0);
+        h = fl_http_response_parser_head(&p);
+        ASSERT_STREQ(h->body.data, "abcdef");
+        fl_buf_consume(&h->body, 6);
+        ASSERT_EQ(fl_http_response_parser_feed(&p, "ghijkl", 6, &consumed), 1);
+        ASSERT_STREQ(h->body.data, "ghijkl");
+        fl_http_response_parser_done(&p);
+
+        /* Bad framing after streamed data is still an error. */
+        fl_http_response_parser_init(&p, 0, 0, false);
+        fl_http_response_parser_stream_body(&p);
+        ASSERT_EQ(fl_http_response_parser_feed(&p, head, sizeof(head) - 1, &consumed), 0);
+        ASSERT_EQ(fl_http_response_parser_feed(&p, "2\r\n{}\r\n", 7, &consumed), 0);
+        ASSERT_ERR(fl_http_response_parser_feed(&p, "zz\r\n", 4, &consumed), -EBADMSG);
+        fl_http_response_parser_done(&p);
+        fl_http_response_parser_init(&p, 0, 0, false);
+        fl_http_response_parser_stream_body(&p);
+        ASSERT_EQ(fl_http_response_parser_feed(&p, head, sizeof(head) - 1, &consumed), 0);
+        ASSERT_EQ(fl_http_response_parser_feed(&p, "2\r\n{}", 5, &consumed), 0);
+        ASSERT_ERR(fl_http_response_parser_eof(&p), -EBADMSG);
+        fl_http_response_parser_done(&p);
+}
+
 TEST_MAIN(T(parse_table), T(parse_headers_access), T(parse_error_sticks), T(parse_head_limit),
-          T(parse_default_body_limit), T(write_request), T(escape))
+          T(parse_default_body_limit), T(parse_stream_body), T(write_request), T(escape))
