@@ -74,43 +74,108 @@ static void mirror_retry(Registry *r, int error) {
                 log_debug("registry: cannot arm mirror retry timer: %s", strerror(-k));
 }
 
-static void read_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata) {
-        Registry *r = userdata;
+/* A full read, flattened: every leaf as key NUL value NUL + modified index + TTL, in one
+ * buffer that is mapped, not on the heap (see mallopt in fleet.c). */
+typedef struct Flat {
+        Buf buf;
+        size_t n;
+} Flat;
+
+static int flatten(Registry *r, Flat *f, const EtcdNode *n) {
+        const char *rel;
+        uint64_t nums[2];
+        int k;
+
+        if (!n)
+                return 0;
+        if (n->dir) {
+                for (size_t i = 0; i < n->n_nodes; i++) {
+                        k = flatten(r, f, n->nodes[i]);
+                        if (k < 0)
+                                return k;
+                }
+                return 0;
+        }
+        rel = fl_reg_key_rel(r, n->key);
+        if (!rel || !*rel)
+                return 0;
+        nums[0] = n->modified_index;
+        nums[1] = n->ttl > 0 ? (uint64_t) n->ttl : 0;
+        if ((k = fl_buf_append(&f->buf, nums, sizeof(nums))) < 0 ||
+            (k = fl_buf_append(&f->buf, rel, strlen(rel) + 1)) < 0 ||
+            (k = fl_buf_append(&f->buf, strempty(n->value), strlen(strempty(n->value)) + 1)) < 0)
+                return k;
+        f->n++;
+        return 0;
+}
+
+static int load_flat(const Flat *f, RegStore **ret) {
         _cleanup_(fl_reg_store_freep) RegStore *st = NULL;
-        const EtcdNode *top = NULL;
+        const char *p = f->buf.data;
+        int k;
+
+        k = fl_reg_store_new(&st);
+        if (k < 0)
+                return k;
+        fl_reg_store_begin_load(st);
+        for (size_t i = 0; i < f->n; i++) {
+                uint64_t nums[2];
+                const char *key, *value;
+                memcpy(nums, p, sizeof(nums));
+                key = p + sizeof(nums);
+                value = key + strlen(key) + 1;
+                p = value + strlen(value) + 1;
+                k = fl_reg_store_set(st, key, value, nums[0], nums[1]);
+                if (k < 0)
+                    return k;
+        }
+        k = fl_reg_store_end_load(st);
+        if (k < 0)
+                return k;
+        *ret = TAKE_PTR(st);
+        return 0;
+}
+
+static void read_done(EtcdClient *c, int k, EtcdResponse *borrowed, void *userdata) {
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *resp = NULL;
+        Registry *r = userdata;
+        Flat f = { .buf = BUF_INIT };
+        RegStore *st = NULL;
         uint64_t index;
 
         r->mirror_call = NULL;
-        if (k == -ENOENT && resp)
+        if (k == -ENOENT && borrowed)
                 /* No prefix yet: an empty registry. */
-                index = MAX(resp->error_index, resp->etcd_index);
-        else if (k < 0 || !resp) {
+                index = MAX(borrowed->error_index, borrowed->etcd_index);
+        else if (k < 0 || !borrowed) {
                 mirror_retry(r, k < 0 ? k : -EBADMSG);
                 return;
-        } else {
-                index = resp->etcd_index;
-                top = resp->node;
-        }
-        k = fl_reg_store_new(&st);
+        } else
+                index = borrowed->etcd_index;
+        /* The reply (its body, JSON and node tree: ~5x the registry's size) is gone before the
+         * store is built, so the store's many small allocations pack together instead of
+         * filling the holes the reply leaves all over the heap, which then never shrinks. */
+        resp = fl_etcd_response_steal(borrowed);
+        k = resp ? flatten(r, &f, k == -ENOENT ? NULL : resp->node) : -ENOMEM;
+        resp = fl_etcd_response_free(resp);
         if (k >= 0) {
-                fl_reg_store_begin_load(st);
-                k = fl_reg_store_add_etcd(r, st, top);
+                r->store = fl_reg_store_free(r->store);
+                k = load_flat(&f, &st);
         }
-        if (k >= 0)
-                k = fl_reg_store_end_load(st);
+        fl_buf_done(&f.buf);
         if (k < 0) {
+                /* The old store may be gone: nobody may read a partial one. */
+                r->store = fl_reg_store_free(r->store);
+                r->mirror_loaded = false;
                 mirror_retry(r, k);
                 return;
         }
-        fl_reg_store_free(r->store);
-        r->store = TAKE_PTR(st);
+        r->store = st;
         r->mirror_index = index;
         r->mirror_loaded = true;
         r->n_reads++;
         r->backoff_usec = 0;
         log_debug("registry: mirror read %zu keys at index %" PRIu64, fl_reg_store_size(r->store), index);
-        /* The old store and this reply's decoding were the largest allocations the daemon
-         * makes; hand back whatever whole pages they left free. */
         (void) malloc_trim(0);
         mirror_changed(r);
         k = mirror_watch(r);

@@ -185,6 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_(fl_reg_snapshot_freep) RegSnapshot *plain = NULL, *cold = NULL, *warm = NULL;
         _cleanup_free_ char *text = NULL;
         Buf b1 = BUF_INIT, b2 = BUF_INIT, b3 = BUF_INIT;
+        _cleanup_(fl_reg_store_freep) RegStore *live = NULL, *loaded = NULL;
         RegTree tree = {};
         RegCache cache;
         uint64_t index = 0;
@@ -193,6 +194,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 return 0;
         text = fuzz_strndup(data, size);
         FUZZ_CHECK(text);
+        FUZZ_CHECK(fl_reg_store_new(&live) == 0);
         for (char *line = text, *next; line && *line; line = next) {
                 char *tab;
                 next = strchr(line, '\n');
@@ -203,8 +205,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (!tab || tab == line)
                         continue;
                 *tab = 0;
+                /* "-" deletes the key and everything below it (the daemons' store only). */
+                if (streq(tab + 1, "-")) {
+                        fl_reg_tree_remove(&tree, line);
+                        fl_reg_tree_remove_dir(&tree, line);
+                        FUZZ_CHECK(fl_reg_store_remove(live, line) >= 0);
+                        continue;
+                }
                 FUZZ_CHECK(fl_reg_tree_set(&tree, line, tab + 1, index, index % 3 == 0 ? 30 : 0) == 0);
+                FUZZ_CHECK(fl_reg_store_set(live, line, tab + 1, index, index % 3 == 0 ? 30 : 0) >= 0);
         }
+        /* The same keys loaded at once. */
+        FUZZ_CHECK(fl_reg_store_new(&loaded) == 0);
+        fl_reg_store_begin_load(loaded);
+        for (RegNode *n = fl_reg_tree_lower_bound(&tree, ""); n; n = fl_reg_tree_next(&tree, n->key))
+                FUZZ_CHECK(fl_reg_store_set(loaded, n->key, n->value, n->modified_index, n->ttl_sec) >= 0);
+        FUZZ_CHECK(fl_reg_store_end_load(loaded) == 0);
 
         fl_reg_cache_init(&cache);
         FUZZ_CHECK(fl_reg_snapshot_build(&tree, NULL, index, &plain) == 0);
@@ -215,6 +231,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         describe(&b3, warm);
         FUZZ_CHECK_STREQ(fl_buf_str(&b1), fl_buf_str(&b2));
         FUZZ_CHECK_STREQ(fl_buf_str(&b1), fl_buf_str(&b3));
+        /* The daemons' incremental store, event by event and loaded at once, says the same. */
+        FUZZ_CHECK(fl_reg_snapshot_compare(fl_reg_store_snapshot(live, index), plain, NULL) == 0);
+        FUZZ_CHECK(fl_reg_snapshot_compare(fl_reg_store_snapshot(loaded, index), plain, NULL) == 0);
         fl_buf_done(&b1);
         fl_buf_done(&b2);
         fl_buf_done(&b3);

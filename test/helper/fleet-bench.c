@@ -39,9 +39,11 @@
  *       Exits on SIGTERM/SIGINT or end of stdin.
  *
  *   fleet-bench decode --etcd URL --prefix P [--n N]
- *       Reads the prefix once, then times (CPU) what a registry mirror does after every change:
- *       the snapshot build over its tree, cold (unit files parsed) and warm (cached, N times);
- *       prints "decode keys=.. units=.. states=.. machines=.. cold_ms=.. warm_median_ms=..".
+ *       Reads the prefix once, then times (CPU) the daemons' mirror (lib/registry-store.c): a
+ *       full load, and N single events (default 2,000) each followed by the snapshot read; and,
+ *       for comparison, one full decode of all keys (what the mirror did after every change
+ *       before it was incremental). Prints "decode keys=.. units=.. states=.. machines=..
+ *       full_ms=.. load_ms=.. event_us=..".
  *
  *   fleet-bench rtt --etcd URL --key K [--n N] [--recursive] [--write]
  *       N blocking GETs of K over one keep-alive connection (the etcd client fleet uses); prints
@@ -74,6 +76,7 @@
 #include "log.h"
 #include "registry-internal.h" /* decode: times the mirror's own snapshot build */
 #include "registry.h"
+#include "strv.h"
 #include "strv.h"
 #include "unit-file.h"
 
@@ -1377,14 +1380,15 @@ static int cmd_write(const Opts *o) {
 static int cmd_decode(const Opts *o) {
         _cleanup_(fl_registry_freep) Registry *reg = NULL;
         _cleanup_(fl_etcd_response_freep) EtcdResponse *resp = NULL;
-        _cleanup_free_ double *t = NULL;
+        _cleanup_(fl_reg_store_freep) RegStore *st = NULL;
         RegTree tree = { .free_data = fl_reg_decoded_free };
         RegSnapshot *snap = NULL;
-        RegCache cache;
-        unsigned n = o->n ?: 5;
+        const RegSnapshot *ss;
+        unsigned events = o->n ?: 2000;
         EtcdRequest req = { .method = ETCD_GET, .recursive = true, .quorum = true };
+        char **names = NULL;
         uint64_t t0;
-        double cold;
+        double full, load, ev;
         int r;
 
         r = open_registry(o, NULL, &reg);
@@ -1397,30 +1401,51 @@ static int cmd_decode(const Opts *o) {
         r = fl_reg_tree_add_etcd(reg, &tree, resp->node);
         if (r < 0)
                 return 1;
-        t = new0(double, n);
-        if (!t)
-                return 1;
-        fl_reg_cache_init(&cache);
+        /* What the mirror did after every change before it was incremental: a full decode. */
         t0 = now_cpu();
-        r = fl_reg_snapshot_build(&tree, &cache, resp->etcd_index, &snap);
-        cold = (double) (now_cpu() - t0) / 1000.0;
-        fl_reg_cache_sweep(&cache);
-        for (unsigned i = 0; r >= 0 && i < n; i++) {
-                RegSnapshot *s2 = NULL;
-                t0 = now_cpu();
-                r = fl_reg_snapshot_build(&tree, &cache, resp->etcd_index, &s2);
-                t[i] = (double) (now_cpu() - t0) / 1000.0;
-                fl_reg_snapshot_free(snap);
-                snap = s2;
-                fl_reg_cache_sweep(&cache);
+        r = fl_reg_snapshot_build(&tree, NULL, resp->etcd_index, &snap);
+        full = (double) (now_cpu() - t0) / 1000.0;
+        if (r < 0)
+                return 1;
+        /* The daemons' store: one full load, then single events (target-state flips and unit
+         * state rewrites of units spread over the registry). */
+        t0 = now_cpu();
+        r = fl_reg_store_new(&st);
+        if (r >= 0) {
+                fl_reg_store_begin_load(st);
+                r = fl_reg_store_add_etcd(reg, st, resp->node);
         }
+        if (r >= 0)
+                r = fl_reg_store_end_load(st);
+        load = (double) (now_cpu() - t0) / 1000.0;
         if (r < 0)
                 return fprintf(stderr, "fleet-bench decode: %s\n", strerror(-r)), 1;
-        qsort(t, n, sizeof(double), cmp_double);
-        printf("decode keys=%zu units=%zu states=%zu machines=%zu cold_ms=%.1f warm_median_ms=%.1f\n", tree.n,
-               snap->n_units, snap->n_states, snap->n_machines, cold, t[n / 2]);
+        ss = fl_reg_store_snapshot(st, 1);
+        for (size_t i = 0; i < ss->n_units && r >= 0; i++)
+                r = fl_strv_extend(&names, ss->units[i].name);
+        t0 = now_cpu();
+        for (unsigned i = 0; names && r >= 0 && i < events; i++) {
+                const char *u = names[(i * 7919u) % fl_strv_length(names)];
+                char key[512], val[512];
+                if (i % 2 == 0) {
+                        snprintf(key, sizeof(key), "job/%s/target-state", u);
+                        r = fl_reg_store_set(st, key, i % 4 ? "launched" : "loaded", 1, 0);
+                } else {
+                        snprintf(key, sizeof(key), "states/%s/%032x", u, i % 100);
+                        snprintf(val, sizeof(val),
+                                 "{\"loadState\":\"loaded\",\"activeState\":\"active\",\"subState\":\"running\","
+                                 "\"machineState\":{\"ID\":\"%032x\"},\"unitHash\":\"\"}", i % 100);
+                        r = fl_reg_store_set(st, key, val, 1, 0);
+                }
+                (void) fl_reg_store_snapshot(st, 1);
+        }
+        ev = (double) (now_cpu() - t0) / events;
+        fl_strv_free(names);
+        if (r < 0)
+                return fprintf(stderr, "fleet-bench decode: %s\n", strerror(-r)), 1;
+        printf("decode keys=%zu units=%zu states=%zu machines=%zu full_ms=%.1f load_ms=%.1f event_us=%.1f\n", tree.n,
+               snap->n_units, snap->n_states, snap->n_machines, full, load, ev);
         fl_reg_snapshot_free(snap);
-        fl_reg_cache_done(&cache);
         fl_reg_tree_clear(&tree);
         return 0;
 }

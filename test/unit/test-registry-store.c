@@ -3,6 +3,7 @@
  * what a full decode of the same keys says (fl_reg_snapshot_build), after every event: tables of
  * event sequences that matter (create, schedule, states, destroy, garbage, partial units,
  * directory deletes), then long random sequences over a small key space. Pure logic: no etcd. */
+#include <malloc.h>
 #include <stdio.h>
 
 #include "registry-internal.h"
@@ -300,6 +301,7 @@ TEST(many_units) {
         char key[128], obj[256];
         _cleanup_free_ char *state = state_json("0123456789abcdef0123456789abcdef", "active");
 
+        struct mallinfo2 m0 = mallinfo2();
         ASSERT_OK(fl_reg_store_new(&st));
         for (unsigned i = 0; i < 20000; i++) {
                 snprintf(key, sizeof(key), "job/u%05u.service/object", i);
@@ -311,6 +313,9 @@ TEST(many_units) {
                 ASSERT_TRUE(fl_reg_store_set(st, key, state, i + 1, 0) > 0);
         }
         const RegSnapshot *s = fl_reg_store_snapshot(st, 1);
+        struct mallinfo2 m1 = mallinfo2();
+        printf("# heap per unit (job object, target, state; no file): %zu bytes\n",
+               (m1.uordblks - m0.uordblks) / 20000);
         ASSERT_EQ(s->n_units, 20000u);
         ASSERT_EQ(s->n_states, 20000u);
         ASSERT_EQ(s->units[0].current_state, JOB_STATE_LOADED);
