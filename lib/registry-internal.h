@@ -117,7 +117,8 @@ struct Registry {
         RegStore *store;
         uint64_t mirror_index;
         EtcdCall *mirror_call;
-        sd_event_source *mirror_timer, *change_defer;
+        sd_event_source *mirror_timer, *change_defer, *stall_timer;
+        uint64_t stall_index;       /* our write the stream must show before stall_timer */
         uint64_t backoff_usec;
         uint64_t n_reads;           /* full reads done (first + recoveries) */
 };
@@ -166,6 +167,9 @@ void fl_reg_req(RegOp *op, EtcdMethod m, const char *key, const char *value);
 /* Remembered values of TTL keys. */
 const char *fl_reg_written_get(Registry *r, const char *key);
 void fl_reg_written_set(Registry *r, const char *key, const char *value);   /* NULL forgets */
+
+/* A write of ours landed at index: the mirror's stream must show it soon (registry-mirror.c). */
+void fl_reg_mirror_wrote(Registry *r, uint64_t index);
 
 /* Garbage collection of unit/<hash> (registry-mirror.c). */
 int fl_reg_gc_step(RegOp *op, int r, const EtcdResponse *resp);

@@ -10,8 +10,11 @@
 
 #define MIRROR_BACKOFF_MIN_USEC (100 * 1000ULL)
 #define MIRROR_BACKOFF_MAX_USEC (5 * 1000 * 1000ULL)
-/* A long poll that saw nothing is restarted, so a silently dead connection is noticed. */
-#define MIRROR_WATCH_TIMEOUT_USEC (60 * 1000 * 1000ULL)
+/* A stream silent this long is restarted, so a dead connection is noticed (an idle registry is
+ * silent: heartbeats are TTL refreshes, which etcd does not report). */
+#define MIRROR_WATCH_TIMEOUT_USEC (30 * 1000 * 1000ULL)
+/* How long our own write may stay unseen before the stream is taken for dead. */
+#define MIRROR_STALL_USEC (3 * 1000 * 1000ULL)
 
 static int mirror_read(Registry *r);
 static int mirror_watch(Registry *r);
@@ -234,7 +237,22 @@ static bool apply_event(Registry *r, const EtcdResponse *resp) {
         return k > 0;
 }
 
-static void watch_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata) {
+static void stream_event(EtcdClient *c, EtcdResponse *ev, void *userdata) {
+        Registry *r = userdata;
+        int k;
+
+        r->backoff_usec = 0;
+        if (apply_event(r, ev))
+                mirror_changed(r);
+        if (!r->mirror_loaded) {
+                /* Out of memory: the copy is wrong now; read it all again. */
+                k = mirror_read(r);
+                if (k < 0)
+                        mirror_retry(r, k);
+        }
+}
+
+static void stream_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata) {
         Registry *r = userdata;
 
         r->mirror_call = NULL;
@@ -243,32 +261,48 @@ static void watch_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata)
                  * events in between are lost, read everything again. */
                 log_debug("registry: watch index %" PRIu64 " cleared, re-reading", r->mirror_index + 1);
                 k = mirror_read(r);
-                if (k < 0)
-                        mirror_retry(r, k);
-                return;
-        }
-        if (k == -ETIMEDOUT) {
+        } else if (k == 0 || k == -ETIMEDOUT)
+                /* Ended by the server, or silent too long (etcd drops a stream it finds slow
+                 * without a word): carry on from the last event seen. */
+                k = mirror_watch(r);
+        if (k < 0)
+                mirror_retry(r, k);
+}
+
+/* A stream etcd dropped shows only as silence. Our own writes tell when silence is wrong: one
+ * the mirror has not seen a few seconds later means the stream is dead. */
+static int stall_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Registry *r = userdata;
+        int k;
+
+        if (r->mirror_loaded && r->mirror_call && r->mirror_index < r->stall_index) {
+                log_debug("registry: mirror at %" PRIu64 " has not seen our write at %" PRIu64 ", watching again",
+                          r->mirror_index, r->stall_index);
                 k = mirror_watch(r);
                 if (k < 0)
                         mirror_retry(r, k);
-                return;
         }
-        if (k < 0 || !resp) {
-                mirror_retry(r, k < 0 ? k : -EBADMSG);
+        r->stall_index = 0;
+        return 0;
+}
+
+void fl_reg_mirror_wrote(Registry *r, uint64_t index) {
+        uint64_t now;
+
+        if (!r->mirror_started || !r->event || r->stall_index > 0 || index <= r->mirror_index)
                 return;
-        }
-        r->backoff_usec = 0;
-        if (apply_event(r, resp))
-                mirror_changed(r);
-        if (!r->mirror_loaded) {
-                k = mirror_read(r);
-                if (k < 0)
-                        mirror_retry(r, k);
+        if (sd_event_now(r->event, CLOCK_MONOTONIC, &now) < 0)
                 return;
+        r->stall_index = index;
+        if (r->stall_timer) {
+                if (sd_event_source_set_time(r->stall_timer, now + MIRROR_STALL_USEC) >= 0 &&
+                    sd_event_source_set_enabled(r->stall_timer, SD_EVENT_ONESHOT) >= 0)
+                        return;
+                r->stall_timer = sd_event_source_disable_unref(r->stall_timer);
         }
-        k = mirror_watch(r);
-        if (k < 0)
-                mirror_retry(r, k);
+        if (sd_event_add_time(r->event, &r->stall_timer, CLOCK_MONOTONIC, now + MIRROR_STALL_USEC, 0, stall_timer,
+                              r) < 0)
+                r->stall_index = 0;
 }
 
 static int mirror_watch(Registry *r) {
@@ -282,7 +316,7 @@ static int mirror_watch(Registry *r) {
         int k;
 
         r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
-        k = fl_etcd_call_async(r->etcd, &req, watch_done, r, &r->mirror_call);
+        k = fl_etcd_watch_stream_async(r->etcd, &req, stream_event, stream_done, r, &r->mirror_call);
         if (k >= 0)
                 r->mirror_ready = true;
         return k;

@@ -63,6 +63,7 @@ Registry *fl_registry_free(Registry *r) {
         r->etcd = fl_etcd_client_free(r->etcd);
         r->mirror_timer = sd_event_source_disable_unref(r->mirror_timer);
         r->change_defer = sd_event_source_disable_unref(r->change_defer);
+        r->stall_timer = sd_event_source_disable_unref(r->stall_timer);
         fl_reg_store_free(r->store);
         fl_reg_tree_clear(&r->written);
         fl_reg_tree_clear(&r->gc_seen);
@@ -211,8 +212,10 @@ static void op_account(RegOp *op, int k, const EtcdResponse *resp) {
         /* The index the mirror will see our write at. Refreshes are not reported to watchers,
          * so waiting for them would never end. */
         if (k >= 0 && resp && resp->node && op->req.method != ETCD_GET && op->req.method != ETCD_WATCH &&
-            !op->req.refresh)
+            !op->req.refresh) {
                 r->write_index = MAX(r->write_index, resp->node->modified_index);
+                fl_reg_mirror_wrote(r, resp->node->modified_index);
+        }
 }
 
 int fl_reg_op_run(RegOp *op) {
