@@ -452,9 +452,18 @@ static void waiting_rearm(Api *a) {
 
 static void waiting_process(Api *a) {
         Registry *reg = a->server->registry;
-        const RegSnapshot *snap = fl_registry_snapshot(reg);
+        const RegSnapshot *snap = NULL;
         uint64_t idx = fl_registry_mirror_index(reg), now = now_usec();
+        bool due = false;
         ApiCall *c, *next;
+
+        /* The mirror changes with every watch event, and decoding a snapshot costs O(units):
+         * decode only when some waiting read can be answered (or has waited long enough), not
+         * on every event while writes (a batch of PUTs) keep coming. */
+        for (c = a->waiting; c && !due; c = c->next)
+                due = idx >= c->wait_index || now >= c->deadline;
+        if (due)
+                snap = fl_registry_snapshot(reg);
 
         for (c = a->waiting; c; c = next) {
                 next = c->next;
@@ -506,8 +515,9 @@ static void api_read(Api *a, HttpRequest *req, const char *item, ApiReadFn fn) {
         }
         c->read_fn = fn;
         c->wait_index = fl_registry_write_index(reg);
-        snap = fl_registry_snapshot(reg);
-        if (snap && fl_registry_mirror_index(reg) >= c->wait_index) {
+        /* Only decode when the answer can be given now (see waiting_process()). */
+        snap = fl_registry_mirror_index(reg) >= c->wait_index ? fl_registry_snapshot(reg) : NULL;
+        if (snap) {
                 fn(c, snap);
                 return;
         }

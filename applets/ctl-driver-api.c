@@ -47,6 +47,12 @@ static int api_create_unit(CtlDriver *d, const char *name, const UnitFile *u) {
         return r < 0 ? take_error(d, r, err) : 0;
 }
 
+static int api_create_units(CtlDriver *d, char *const *names, UnitFile *const *files, size_t n, size_t *ret_failed) {
+        char *err = NULL;
+        int r = fl_api_create_units(d->data, names, files, n, 0, ret_failed, &err);
+        return r < 0 ? take_error(d, r, err) : 0;
+}
+
 static int api_set_target_state(CtlDriver *d, const char *name, const char *state) {
         char *err = NULL;
         int r = fl_api_set_unit_target_state(d->data, name, state, &err);
@@ -73,6 +79,7 @@ static const CtlDriverOps api_ops = {
         .list_states = api_list_states,
         .list_machines = api_list_machines,
         .create_unit = api_create_unit,
+        .create_units = api_create_units,
         .set_target_state = api_set_target_state,
         .destroy_unit = api_destroy_unit,
         .free = api_free,

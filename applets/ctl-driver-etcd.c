@@ -25,6 +25,7 @@
 
 typedef struct EtcdDriver {
         Registry *registry;
+        sd_event *event;         /* for batches of writes (fl_registry_*_async) */
         pid_t tunnel;            /* the ssh forwarding the endpoints, 0 if none */
         RegSnapshot *last;       /* most recent read */
         bool version_checked;
@@ -262,6 +263,100 @@ static int etcd_create_unit(CtlDriver *d, const char *name, const UnitFile *u) {
         return r < 0 ? fail_store(d, r) : 0;
 }
 
+/* Writes at once in a batch of creates; each is three etcd requests in sequence. lib/etcd.c
+ * keeps 4 idle connections per endpoint: more writes at once open (and close) a connection per
+ * request beyond those, which measured slower (1,000 units: ~0.8 s at 4 or 8, 1.1-2.2 s at
+ * 16-32). */
+#define ETCD_BATCH_PARALLEL 4U
+
+typedef struct EtcdBatch {
+        Registry *registry;
+        char *const *names;
+        UnitFile *const *files;
+        size_t n, next, running;
+        size_t failed;           /* lowest index that failed, n: none */
+        int error;
+        struct EtcdBatchItem *items;
+} EtcdBatch;
+
+typedef struct EtcdBatchItem {
+        EtcdBatch *batch;
+        size_t index;
+} EtcdBatchItem;
+
+static void batch_failed(EtcdBatch *b, size_t i, int error) {
+        if (i < b->failed) {
+                b->failed = i;
+                b->error = error;
+        }
+}
+
+static void batch_fill(EtcdBatch *b);
+
+static void on_batch_created(Registry *reg, int error, void *userdata) {
+        EtcdBatchItem *it = userdata;
+
+        it->batch->running--;
+        if (error < 0)
+                batch_failed(it->batch, it->index, error);
+        batch_fill(it->batch);
+}
+
+/* Starts writes up to the limit; none after a failure. */
+static void batch_fill(EtcdBatch *b) {
+        while (b->running < ETCD_BATCH_PARALLEL && b->next < b->n && b->failed == b->n) {
+                size_t i = b->next++;
+                int r;
+
+                b->items[i] = (EtcdBatchItem) { .batch = b, .index = i };
+                r = fl_registry_create_unit_async(b->registry, b->names[i], b->files[i], JOB_STATE_INACTIVE,
+                                                  on_batch_created, &b->items[i]);
+                if (r < 0) {
+                        batch_failed(b, i, r);
+                        return;
+                }
+                b->running++;
+        }
+}
+
+static int etcd_create_units(CtlDriver *d, char *const *names, UnitFile *const *files, size_t n,
+                             size_t *ret_failed) {
+        EtcdDriver *e = d->data;
+        _cleanup_free_ EtcdBatch *b = NULL;
+        int r = 0, error;
+        size_t failed;
+
+        if (n == 0)
+                return 0;
+        b = new0(EtcdBatch, 1);
+        if (b)
+                b->items = new0(EtcdBatchItem, n);
+        if (!b || !b->items)
+                return fail_store(d, -ENOMEM);
+        *b = (EtcdBatch) { .registry = e->registry, .names = names, .files = files, .n = n, .failed = n,
+                           .items = b->items };
+        batch_fill(b);
+        while (b->running > 0) {
+                r = sd_event_run(e->event, UINT64_MAX);
+                if (r < 0)
+                        break;
+        }
+        if (b->running > 0) {
+                /* The loop failed with writes in flight: they may still call back, so the
+                 * batch is left allocated for them. */
+                TAKE_PTR(b);
+                return fl_ctl_driver_fail(d, r, "event loop: %s", strerror(-r));
+        }
+        free(b->items);
+        failed = b->failed;
+        error = b->error;
+        if (failed == n)
+                return 0;
+        if (ret_failed)
+                *ret_failed = failed;
+        return fail_store(d, error);
+}
+
 static int etcd_set_target_state(CtlDriver *d, const char *name, const char *state) {
         EtcdDriver *e = d->data;
         JobState s = fl_job_state_from_string(state);
@@ -295,6 +390,7 @@ static void etcd_free(CtlDriver *d) {
                 return;
         fl_reg_snapshot_free(e->last);
         fl_registry_free(e->registry);
+        sd_event_unref(e->event);
         if (e->tunnel > 0) {
                 (void) kill(e->tunnel, SIGTERM);
                 (void) waitpid(e->tunnel, NULL, 0);
@@ -309,6 +405,7 @@ static const CtlDriverOps etcd_ops = {
         .list_states = etcd_list_states,
         .list_machines = etcd_list_machines,
         .create_unit = etcd_create_unit,
+        .create_units = etcd_create_units,
         .set_target_state = etcd_set_target_state,
         .destroy_unit = etcd_destroy_unit,
         .peek_machines = etcd_peek_machines,
@@ -468,7 +565,10 @@ int fl_ctl_driver_etcd_new(Ctl *c, CtlDriver **ret, char **ret_error) {
                 .key_file = isempty(c->key_file) ? NULL : c->key_file,
                 .request_timeout_usec = (uint64_t) (c->request_timeout * 1e6),
         };
-        r = fl_registry_new(&cfg, NULL, &e->registry);
+        r = sd_event_new(&e->event);
+        if (r < 0)
+                return r;
+        r = fl_registry_new(&cfg, e->event, &e->registry);
         if (r < 0) {
                 *ret_error = fl_ctl_asprintf("%s", strerror(-r));
                 return r;

@@ -26,6 +26,12 @@ typedef struct CtlDriverOps {
         /* Create or overwrite a unit with desired state inactive (API PUT without
          * desiredState). */
         int (*create_unit)(CtlDriver *d, const char *name, const UnitFile *u);
+        /* Optional: create_unit for names[i] with files[i], i < n, several at once. On failure
+         * d->error is the message create_unit would have given for the lowest index that
+         * failed, *ret_failed that index; nothing more is started after a failure, but units
+         * after it may have been created by writes already under way. */
+        int (*create_units)(CtlDriver *d, char *const *names, UnitFile *const *files, size_t n,
+                            size_t *ret_failed);
         int (*set_target_state)(CtlDriver *d, const char *name, const char *state);
         int (*destroy_unit)(CtlDriver *d, const char *name);
         /* Optional: the machines as of the last read, without another request (the etcd

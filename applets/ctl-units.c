@@ -11,7 +11,11 @@
  *     units with systemctl on every machine running them;
  *   - stop/unload report a failure to set the target state instead of ignoring it;
  *   - destroy waits (unless --no-block) until the units are gone;
- *   - --replace of an instance uses the local template it was compared with. */
+ *   - --replace of an instance uses the local template it was compared with;
+ *   - several units are looked up with one list request (not one GET each), written several
+ *     at once (a failed write reports the first unit in argument order that failed; writes
+ *     already under way for later units may have happened), and waited for with one list
+ *     request per poll. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -107,6 +111,69 @@ static char *sibling_path(const char *arg, const char *file) {
         return fl_ctl_asprintf("%.*s/%s", (int) (slash - arg), arg, file);
 }
 
+/* ---- The registry's units, one list read ---- */
+
+/* Many units are looked up with one list request instead of one GET each; lookups bsearch the
+ * list sorted by name. */
+typedef struct UnitIndex {
+        ApiUnit *units;
+        size_t n;
+} UnitIndex;
+
+static void unit_index_done(UnitIndex *ix) {
+        fl_api_units_free(ix->units, ix->n);
+        *ix = (UnitIndex) {};
+}
+
+static int cmp_unit_name(const void *a, const void *b) {
+        return strcmp(((const ApiUnit *) a)->name, ((const ApiUnit *) b)->name);
+}
+
+/* Lists the units (replacing what ix held). On failure d->error says why. */
+static int unit_index_load(CtlDriver *d, UnitIndex *ix) {
+        ApiUnit *l = NULL;
+        size_t n = 0;
+        int r;
+
+        r = d->ops->list_units(d, &l, &n);
+        if (r < 0)
+                return r;
+        unit_index_done(ix);
+        /* Servers list by name already; anything else is sorted here. */
+        for (size_t i = 1; i < n; i++)
+                if (strcmp(l[i - 1].name, l[i].name) > 0) {
+                        qsort(l, n, sizeof(ApiUnit), cmp_unit_name);
+                        break;
+                }
+        ix->units = l;
+        ix->n = n;
+        return 0;
+}
+
+static const ApiUnit *unit_index_find(const UnitIndex *ix, const char *name) {
+        ApiUnit key = { .name = (char *) name };
+
+        if (!ix || ix->n == 0)
+                return NULL;
+        return bsearch(&key, ix->units, ix->n, sizeof(ApiUnit), cmp_unit_name);
+}
+
+/* A unit from ix when given, else by its own request (into *buf, which the caller owns).
+ * 0 with *ret set, -ENOENT, or another error with d->error set. */
+static int lookup_unit(CtlDriver *d, const UnitIndex *ix, const char *name, ApiUnit *buf, const ApiUnit **ret) {
+        int r;
+
+        if (ix) {
+                *ret = unit_index_find(ix, name);
+                return *ret ? 0 : -ENOENT;
+        }
+        r = d->ops->get_unit(d, name, buf);
+        if (r < 0)
+                return r;
+        *ret = buf;
+        return 0;
+}
+
 /* ---- Waiting ---- */
 
 typedef struct Wait {
@@ -167,17 +234,29 @@ static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char 
                 w[i].name = names[i];
 
         while (pending > 0) {
+                _cleanup_(unit_index_done) UnitIndex ix = {};
+                bool use_list = pending > 1;
+                int list_r = 0;
+
+                /* Several units: one list request per attempt rather than one GET each. */
+                if (use_list) {
+                        list_r = unit_index_load(d, &ix);
+                        if (list_r < 0)
+                                log_debug("Error retrieving Units from Registry: %s", strempty(d->error));
+                }
                 for (size_t i = 0; i < n; i++) {
-                        ApiUnit u = {};
+                        _cleanup_(fl_api_unit_done) ApiUnit buf = {};
+                        const ApiUnit *u = NULL;
                         const char *have;
                         bool global;
 
                         if (w[i].done || w[i].gone)
                                 continue;
-                        r = d->ops->get_unit(d, w[i].name, &u);
+                        r = list_r < 0 ? list_r : lookup_unit(d, use_list ? &ix : NULL, w[i].name, &buf, &u);
                         if (r < 0) {
-                                log_debug("Error retrieving Unit(%s) from Registry: %s", w[i].name,
-                                          r == -ENOENT ? "not found" : strempty(d->error));
+                                if (!use_list || r == -ENOENT)
+                                        log_debug("Error retrieving Unit(%s) from Registry: %s", w[i].name,
+                                                  r == -ENOENT ? "not found" : strempty(d->error));
                                 /* Not found for a whole attempt: it was destroyed meanwhile and
                                  * will never reach the state (fleet waited for it forever). */
                                 if (r == -ENOENT && w[i].missing_since == 0)
@@ -189,23 +268,22 @@ static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char 
                                 continue;
                         }
                         w[i].missing_since = 0;
-                        global = fl_ctl_unit_is_global(&u);
-                        have = global ? u.desired_state : u.current_state;
+                        global = fl_ctl_unit_is_global(u);
+                        have = global ? u->desired_state : u->current_state;
                         if (streq_ptr(have, state)) {
                                 w[i].done = true;
                                 pending--;
                                 free(w[i].machine_id);
-                                w[i].machine_id = u.machine_id ? strdup(u.machine_id) : NULL;
+                                w[i].machine_id = u->machine_id ? strdup(u->machine_id) : NULL;
                                 /* A global unit has no current state of its own: say what we
                                  * waited for rather than fleet's "Unit x " with nothing. */
-                                print_reached(c, &u, global ? state : strempty(u.current_state));
-                        } else if (!isempty(u.unschedulable) && !streq_ptr(u.unschedulable, w[i].reason)) {
-                                log_warning("Unit %s cannot be scheduled: %s", w[i].name, u.unschedulable);
+                                print_reached(c, u, global ? state : strempty(u->current_state));
+                        } else if (!isempty(u->unschedulable) && !streq_ptr(u->unschedulable, w[i].reason)) {
+                                log_warning("Unit %s cannot be scheduled: %s", w[i].name, u->unschedulable);
                                 free(w[i].reason);
-                                w[i].reason = strdup(u.unschedulable);
-                        } else if (isempty(u.unschedulable))
+                                w[i].reason = strdup(u->unschedulable);
+                        } else if (isempty(u->unschedulable))
                                 w[i].reason = mfree(w[i].reason);
-                        fl_api_unit_done(&u);
                 }
                 if (pending == 0)
                         break;
@@ -392,12 +470,14 @@ static int local_unit_differs(Ctl *c, const char *file, const ApiUnit *u, char *
 }
 
 /* fleet's checkUnitCreation: 1 to create the unit, 0 to leave it, <0 error (*ret_error). */
-static int check_unit_creation(Ctl *c, CtlDriver *d, const char *arg, const char *name, char **ret_error) {
-        _cleanup_(fl_api_unit_done) ApiUnit u = {};
+static int check_unit_creation(Ctl *c, CtlDriver *d, const UnitIndex *ix, const char *arg, const char *name,
+                               char **ret_error) {
+        _cleanup_(fl_api_unit_done) ApiUnit buf = {};
         _cleanup_free_ char *error = NULL;
+        const ApiUnit *u;
         int r;
 
-        r = d->ops->get_unit(d, name, &u);
+        r = lookup_unit(d, ix, name, &buf, &u);
         if (r == -ENOENT)
                 return 1;
         if (r < 0) {
@@ -405,7 +485,7 @@ static int check_unit_creation(Ctl *c, CtlDriver *d, const char *arg, const char
                 return r;
         }
 
-        r = local_unit_differs(c, arg, &u, &error);
+        r = local_unit_differs(c, arg, u, &error);
         if (!c->replace) {
                 if (r == 0)
                         log_debug("Found same Unit(%s) in Registry, no need to recreate it", name);
@@ -421,7 +501,7 @@ static int check_unit_creation(Ctl *c, CtlDriver *d, const char *arg, const char
         }
         {
                 Command cmd = command_of(c);
-                const char *ds = strempty(u.desired_state);
+                const char *ds = strempty(u->desired_state);
                 bool ok = streq(ds, "inactive") || (cmd >= CMD_LOAD && streq(ds, "loaded")) ||
                           (cmd == CMD_START && streq(ds, "launched"));
 
@@ -438,15 +518,25 @@ static int check_unit_creation(Ctl *c, CtlDriver *d, const char *arg, const char
         return 1;
 }
 
+/* The units of a batch validated so far, not written yet. */
+typedef struct Batch {
+        char **names;
+        UnitFile **files;
+        size_t n;
+        size_t *templates;     /* indexes of the templates among them */
+        size_t n_templates;
+} Batch;
+
 /* fleet's getUnitFile: the local file, else for an instance the template from the registry,
- * else the local template next to the argument. A template earlier in the same batch (batch_names,
- * batch_files: validated, not written yet) counts as being in the registry, as it would be once
- * written. */
-static int get_unit_file(CtlDriver *d, Ctl *c, const char *arg, const char *name, char **batch_names,
-                         UnitFile **batch_files, UnitFile **ret, char **ret_error) {
+ * else the local template next to the argument. A template earlier in the same batch (validated,
+ * not written yet) counts as being in the registry, as it would be once written. ix: the
+ * registry's units when listed beforehand (NULL: ask for the template). */
+static int get_unit_file(CtlDriver *d, Ctl *c, const UnitIndex *ix, const char *arg, const char *name,
+                         const Batch *batch, UnitFile **ret, char **ret_error) {
         _cleanup_(fl_unit_name_info_done) UnitNameInfo info = {};
-        _cleanup_(fl_api_unit_done) ApiUnit tpl = {};
+        _cleanup_(fl_api_unit_done) ApiUnit buf = {};
         _cleanup_free_ char *error = NULL, *tpl_path = NULL;
+        const ApiUnit *tpl = NULL;
         int r;
 
         r = read_unit_file(arg, ret, &error);
@@ -482,19 +572,21 @@ static int get_unit_file(CtlDriver *d, Ctl *c, const char *arg, const char *name
                 }
         }
 
-        for (size_t i = 0; batch_names && batch_names[i]; i++)
-                if (streq(batch_names[i], info.template_name))
-                        return fl_unit_file_dup(batch_files[i], ret) < 0 ? log_oom() : 0;
+        for (size_t i = 0; i < batch->n_templates; i++) {
+                size_t k = batch->templates[i];
+                if (streq(batch->names[k], info.template_name))
+                        return fl_unit_file_dup(batch->files[k], ret) < 0 ? log_oom() : 0;
+        }
 
-        r = d->ops->get_unit(d, info.template_name, &tpl);
+        r = lookup_unit(d, ix, info.template_name, &buf, &tpl);
         if (r < 0 && r != -ENOENT) {
                 *ret_error = fl_ctl_asprintf("failed getting Unit(%s) from template: error retrieving template Unit(%s) from Registry: %s",
                                              arg, info.template_name, strempty(d->error));
                 return r;
         }
         if (r >= 0) {
-                (void) local_unit_differs(c, arg, &tpl, &error);
-                r = fl_unit_file_dup(tpl.file, ret);
+                (void) local_unit_differs(c, arg, tpl, &error);
+                r = fl_unit_file_dup(tpl->file, ret);
                 return r < 0 ? log_oom() : 0;
         }
 
@@ -550,74 +642,151 @@ static int create_unit(CtlDriver *d, const char *name, const UnitFile *u, char *
         return 0;
 }
 
+/* Creates the batch's units: several at once when the driver can, else one by one. */
+static int create_units(CtlDriver *d, const Batch *batch, char **ret_error) {
+        size_t failed = 0;
+        int r;
+
+        if (batch->n > 1 && d->ops->create_units) {
+                r = d->ops->create_units(d, batch->names, batch->files, batch->n, &failed);
+                if (r < 0) {
+                        *ret_error = fl_ctl_asprintf("failed creating unit %s: %s", batch->names[failed],
+                                                     strempty(d->error));
+                        return r;
+                }
+                for (size_t i = 0; i < batch->n; i++)
+                        log_debug("Created Unit(%s) in Registry", batch->names[i]);
+                return 0;
+        }
+        for (size_t i = 0; i < batch->n; i++) {
+                r = create_unit(d, batch->names[i], batch->files[i], ret_error);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int cmp_arg_name(const void *a, const void *b, void *userdata) {
+        char **names = userdata;
+        size_t x = *(const size_t *) a, y = *(const size_t *) b;
+        int k = strcmp(names[x], names[y]);
+
+        return k != 0 ? k : x < y ? -1 : x > y;
+}
+
 /* fleet's lazyCreateUnits. Logs "Error creating units: <err>" itself; <0 on failure. Unlike
  * fleet, every argument is read, parsed and validated before the first unit is written: one
- * bad file among several creates none of them. */
+ * bad file among several creates none of them. With several units, the registry is listed once
+ * for all of them instead of asked about each, and they are written several at once. */
 static int lazy_create_units(Ctl *c, CtlDriver *d, char **args) {
-        _cleanup_strv_free_ char **created = NULL, **names = NULL;
-        UnitFile **files = NULL;
-        size_t n = 0;
+        _cleanup_strv_free_ char **arg_names = NULL;
+        _cleanup_(unit_index_done) UnitIndex ix = {};
+        _cleanup_free_ size_t *order = NULL, *first = NULL;
+        _cleanup_free_ bool *added = NULL;
+        size_t n_args = fl_strv_length(args), n_unique = 0;
+        Batch batch = {};
         int r = 0;
 
-        files = new0(UnitFile *, fl_strv_length(args) + 1);
-        if (!files)
-                return log_oom();
-
-        STRV_FOREACH(a, args) {
-                _cleanup_(fl_unit_file_freep) UnitFile *uf = NULL;
-                _cleanup_free_ char *arg = NULL, *name = NULL, *error = NULL;
-
-                arg = arg_with_type(*a);
-                name = fl_unit_name_mangle(*a);
-                if (!arg || !name) {
+        arg_names = new0(char *, n_args + 1);
+        order = new(size_t, n_args ?: 1);
+        first = new(size_t, n_args ?: 1);
+        added = new0(bool, n_args ?: 1);
+        batch.names = new0(char *, n_args + 1);
+        batch.files = new0(UnitFile *, n_args + 1);
+        batch.templates = new(size_t, n_args ?: 1);
+        if (!arg_names || !order || !first || !added || !batch.names || !batch.files || !batch.templates) {
+                r = log_oom();
+                goto finish;
+        }
+        /* A unit named twice is created from its first mention (a later one is looked at
+         * again only when the first created nothing). */
+        for (size_t i = 0; i < n_args; i++) {
+                arg_names[i] = fl_unit_name_mangle(args[i]);
+                if (!arg_names[i]) {
                         r = log_oom();
                         goto finish;
                 }
-                if (fl_strv_contains(names, name))
+                order[i] = i;
+        }
+        qsort_r(order, n_args, sizeof(size_t), cmp_arg_name, arg_names);
+        for (size_t i = 0; i < n_args; i++)
+                if (i > 0 && streq(arg_names[order[i]], arg_names[order[i - 1]]))
+                        first[order[i]] = first[order[i - 1]];
+                else {
+                        first[order[i]] = order[i];
+                        n_unique++;
+                }
+
+        if (n_unique > 1) {
+                r = unit_index_load(d, &ix);
+                if (r < 0) {
+                        const char *first = NULL;
+                        for (size_t i = 0; !first && i < n_args; i++)
+                                first = arg_names[i];
+                        r = log_error_errno(r, "Error creating units: error retrieving Unit(%s) from Registry: %s",
+                                            strempty(first), strempty(d->error));
+                        goto finish;
+                }
+        }
+
+        for (size_t i = 0; i < n_args; i++) {
+                _cleanup_(fl_unit_file_freep) UnitFile *uf = NULL;
+                _cleanup_free_ char *arg = NULL, *error = NULL;
+                const char *name = arg_names[i];
+
+                if (added[first[i]])
                         continue;
-                r = check_unit_creation(c, d, arg, name, &error);
+                arg = arg_with_type(args[i]);
+                if (!arg) {
+                        r = log_oom();
+                        goto finish;
+                }
+                r = check_unit_creation(c, d, n_unique > 1 ? &ix : NULL, arg, name, &error);
                 if (r == 0)
                         continue;
                 if (r > 0)
-                        r = get_unit_file(d, c, arg, name, names, files, &uf, &error);
+                        r = get_unit_file(d, c, n_unique > 1 ? &ix : NULL, arg, name, &batch, &uf, &error);
                 if (r >= 0)
                         r = validate_unit(arg, name, uf, &error);
                 if (r < 0) {
                         r = log_error_errno(r, "Error creating units: %s", strempty(error));
                         goto finish;
                 }
-                if (fl_strv_extend(&names, name) < 0) {
+                batch.names[batch.n] = strdup(name);
+                if (!batch.names[batch.n]) {
                         r = log_oom();
                         goto finish;
                 }
-                files[n++] = TAKE_PTR(uf);
+                added[i] = true;
+                if (fl_unit_name_is_template(name))
+                        batch.templates[batch.n_templates++] = batch.n;
+                batch.files[batch.n++] = TAKE_PTR(uf);
         }
+        r = 0;
+        /* What the registry held is stale once we write. */
+        unit_index_done(&ix);
 
-        for (size_t i = 0; i < n; i++) {
+        if (batch.n > 0) {
                 _cleanup_free_ char *error = NULL;
 
-                r = create_unit(d, names[i], files[i], &error);
+                r = create_units(d, &batch, &error);
                 if (r < 0) {
                         r = log_error_errno(r, "Error creating units: %s", strempty(error));
                         goto finish;
                 }
-                if (fl_strv_extend(&created, names[i]) < 0) {
-                        r = log_oom();
-                        goto finish;
-                }
-        }
-
-        /* Like fleet, this wait ignores --no-block (a new unit is inactive at once anyway). */
-        if (created) {
-                r = wait_for_states(c, d, created, "inactive", c->block_attempts > 0 ? c->block_attempts : 0, NULL,
-                                    NULL);
+                /* Like fleet, this wait ignores --no-block (a new unit is inactive at once
+                 * anyway). */
+                r = wait_for_states(c, d, batch.names, "inactive", c->block_attempts > 0 ? c->block_attempts : 0,
+                                    NULL, NULL);
                 if (r < 0)
                         r = log_error_errno(r, "Error creating units: One or more errors creating units");
         }
 finish:
-        for (size_t i = 0; i < n; i++)
-                fl_unit_file_free(files[i]);
-        free(files);
+        for (size_t i = 0; i < batch.n; i++)
+                fl_unit_file_free(batch.files[i]);
+        free(batch.files);
+        fl_strv_free(batch.names);
+        free(batch.templates);
         return r < 0 ? r : 0;
 }
 
@@ -645,36 +814,36 @@ static int unit_copy(const ApiUnit *src, ApiUnit *ret) {
 /* fleet's findUnits: the units of the registry named by the arguments, in argument order;
  * names not in the registry are skipped. */
 static int find_units(CtlDriver *d, char **args, ApiUnit **ret, size_t *ret_n) {
-        ApiUnit *all = NULL, *out;
-        size_t n_all = 0, n = 0;
+        UnitIndex ix = {};
+        ApiUnit *out;
+        size_t n = 0;
         int r;
 
-        r = d->ops->list_units(d, &all, &n_all);
+        r = unit_index_load(d, &ix);
         if (r < 0)
                 return log_error_errno(r, "%s", strempty(d->error));
         out = new0(ApiUnit, fl_strv_length(args) + 1);
         if (!out) {
-                fl_api_units_free(all, n_all);
+                unit_index_done(&ix);
                 return log_oom();
         }
         STRV_FOREACH(a, args) {
                 _cleanup_free_ char *name = fl_unit_name_mangle(*a);
+                const ApiUnit *u;
 
                 if (!name) {
                         r = -ENOMEM;
                         break;
                 }
-                for (size_t i = 0; i < n_all; i++)
-                        if (streq(all[i].name, name)) {
-                                r = unit_copy(&all[i], &out[n]);
-                                if (r >= 0)
-                                        n++;
+                u = unit_index_find(&ix, name);
+                if (u) {
+                        r = unit_copy(u, &out[n]);
+                        if (r < 0)
                                 break;
-                        }
-                if (r < 0)
-                        break;
+                        n++;
+                }
         }
-        fl_api_units_free(all, n_all);
+        unit_index_done(&ix);
         if (r < 0) {
                 fl_api_units_free(out, n);
                 return log_oom();

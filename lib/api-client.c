@@ -915,23 +915,56 @@ static int read_response(ApiClient *c, bool head, HttpResponse **ret) {
         return r;
 }
 
+/* A request's bytes, appended to out. */
+static int encode_request(ApiClient *c, Buf *out, const char *method, const char *target, const char *body) {
+        char *extra[3] = {
+                (char *) "User-Agent: fleetctl/" FLEET_VERSION,
+                (char *) "Accept: application/json",
+        };
+
+        return fl_http_client_write_request(out, method, target, c->host_header, extra,
+                                            body ? "application/json" : NULL, body, body ? strlen(body) : 0);
+}
+
 static int send_request(ApiClient *c, const char *method, const char *target, const char *body) {
-        _cleanup_free_ char *ua = NULL;
         Buf b = BUF_INIT;
-        char *extra[3] = {};
         int r;
 
-        ua = strdup("User-Agent: fleetctl/" FLEET_VERSION);
-        if (!ua)
-                return -ENOMEM;
-        extra[0] = ua;
-        extra[1] = (char *) "Accept: application/json";
-        r = fl_http_client_write_request(&b, method, target, c->host_header, extra, body ? "application/json" : NULL,
-                                         body, body ? strlen(body) : 0);
+        r = encode_request(c, &b, method, target, body);
         if (r >= 0)
                 r = conn_write(c, b.data, b.len);
         fl_buf_done(&b);
         return r;
+}
+
+/* The message of a request that got no response: Go's url.Error, "<Method> <url>: <what>". */
+static char *transport_error(const char *url, int r) {
+        _cleanup_free_ char *t = NULL;
+
+        if (r == -ETIMEDOUT)
+                return errorf("%s: net/http: request canceled (Client.Timeout exceeded)", url);
+        if (r == -EBADMSG || r == -EMSGSIZE)
+                return errorf("%s: malformed HTTP response", url);
+        t = errno_text(r);
+        return errorf("%s: %s", url, r == -ECONNRESET ? "EOF" : strempty(t));
+}
+
+/* The request target (path below base_path plus alt=json) and the url.Error prefix of a
+ * request: "Get http://domain-sock/fleet/v1/units?alt=json". */
+static int request_names(ApiClient *c, const char *method, const char *path, char **ret_target, char **ret_url) {
+        _cleanup_free_ char *target = NULL, *url = NULL;
+
+        target = errorf("%s%s%salt=json", c->base_path, path, strchr(path, '?') ? "&" : "?");
+        if (!target)
+                return -ENOMEM;
+        url = errorf("%s %s://%s%s", streq(method, "GET") ? "Get" : streq(method, "PUT") ? "Put" :
+                                     streq(method, "DELETE") ? "Delete" : method,
+                     c->https ? "https" : "http", c->host_header, target);
+        if (!url)
+                return -ENOMEM;
+        *ret_target = TAKE_PTR(target);
+        *ret_url = TAKE_PTR(url);
+        return 0;
 }
 
 int fl_api_client_request(ApiClient *c, const char *method, const char *path, const char *body, int *ret_status,
@@ -939,15 +972,9 @@ int fl_api_client_request(ApiClient *c, const char *method, const char *path, co
         _cleanup_free_ char *target = NULL, *url = NULL;
         int r = 0;
 
-        target = errorf("%s%s%salt=json", c->base_path, path, strchr(path, '?') ? "&" : "?");
-        if (!target)
-                return -ENOMEM;
-        /* Go's url.Error prefix: "Get http://domain-sock/fleet/v1/units?alt=json: ..." */
-        url = errorf("%s %s://%s%s", streq(method, "GET") ? "Get" : streq(method, "PUT") ? "Put" :
-                                     streq(method, "DELETE") ? "Delete" : method,
-                     c->https ? "https" : "http", c->host_header, target);
-        if (!url)
-                return -ENOMEM;
+        r = request_names(c, method, path, &target, &url);
+        if (r < 0)
+                return r;
         c->deadline = c->timeout_usec > 0 ? now_usec() + c->timeout_usec : 0;
 
         /* A kept-alive connection may have been closed by the server meanwhile; then the
@@ -974,14 +1001,7 @@ int fl_api_client_request(ApiClient *c, const char *method, const char *path, co
                         conn_close(c);
                         if (reused && (r == -ECONNRESET || r == -EPIPE))
                                 continue;
-                        if (r == -ETIMEDOUT)
-                                *ret_error = errorf("%s: net/http: request canceled (Client.Timeout exceeded)", url);
-                        else if (r == -EBADMSG || r == -EMSGSIZE)
-                                *ret_error = errorf("%s: malformed HTTP response", url);
-                        else {
-                                _cleanup_free_ char *t = errno_text(r);
-                                *ret_error = errorf("%s: %s", url, r == -ECONNRESET ? "EOF" : strempty(t));
-                        }
+                        *ret_error = transport_error(url, r);
                         c->deadline = 0;
                         return r;
                 }
@@ -1188,6 +1208,405 @@ int fl_api_destroy_unit(ApiClient *c, const char *name, char **ret_error) {
         if (r < 0 && r != -ENOENT)
                 *ret_error = TAKE_PTR(err);
         return r;
+}
+
+/* ---- Batches of creates ---- */
+
+typedef enum SlotState {
+        SLOT_IDLE,
+        SLOT_SENDING,
+        SLOT_RECEIVING,
+} SlotState;
+
+/* One connection of a batch. conn is the client itself for the first slot (its kept-alive
+ * connection is reused) and a copy of the client for the others: the settings are borrowed
+ * from the client, the connection fields (fd, tunnel child, TLS, rbuf) are the copy's own. */
+typedef struct BatchSlot {
+        ApiClient *conn;
+        bool copy;
+        SlotState state;
+        size_t item;
+        char *url;               /* "Put http://.../units/x?alt=json", for messages */
+        Buf out;                 /* the request */
+        size_t sent;
+        HttpResponseParser parser;
+        bool parsing;
+        bool reused;             /* sent on a kept-alive connection: may be retried once */
+        uint64_t deadline;       /* 0: none */
+        short events;            /* what to poll for */
+} BatchSlot;
+
+typedef struct Batch {
+        ApiClient *client;
+        char *const *names;
+        UnitFile *const *files;
+        size_t n, next;
+        size_t failed;           /* lowest index that failed, n: none */
+        int error;
+        char *message;
+} Batch;
+
+static ApiClient *conn_copy(ApiClient *c) {
+        ApiClient *k = new(ApiClient, 1);
+
+        if (!k)
+                return NULL;
+        *k = *c;
+        k->fd = -EBADF;
+        k->child = 0;
+        k->tconn = NULL;
+        k->deadline = 0;
+        k->used = false;
+        k->rbuf = (Buf) BUF_INIT;
+        return k;
+}
+
+static void slot_done(BatchSlot *s) {
+        if (s->parsing)
+                fl_http_response_parser_done(&s->parser);
+        s->parsing = false;
+        s->url = mfree(s->url);
+        fl_buf_done(&s->out);
+        if (s->copy) {
+                conn_close(s->conn);
+                fl_buf_done(&s->conn->rbuf);
+                free(s->conn);
+        }
+        s->conn = NULL;
+}
+
+/* Records item's failure (msg owned; NULL: out of memory). The lowest index wins: it is the
+ * one a sequential run would have stopped at. */
+static void batch_fail(Batch *b, size_t item, int r, char *msg) {
+        if (item >= b->failed) {
+                free(msg);
+                return;
+        }
+        free(b->message);
+        b->failed = item;
+        b->error = r;
+        b->message = msg;
+}
+
+static void slot_fail(Batch *b, BatchSlot *s, int r, char *msg) {
+        if (s->parsing)
+                fl_http_response_parser_done(&s->parser);
+        s->parsing = false;
+        batch_fail(b, s->item, r, msg);
+        s->state = SLOT_IDLE;
+        s->url = mfree(s->url);
+}
+
+static int status_errno(int status) {
+        return status == 404 ? -ENOENT : status == 409 ? -EEXIST : status >= 500 ? -EIO : -EINVAL;
+}
+
+/* Opens the slot's connection when it has none; blocking, bounded like a request's. */
+static int slot_connect(BatchSlot *s, char **ret_error) {
+        ApiClient *k = s->conn;
+        int r;
+
+        if (k->fd >= 0)
+                return 0;
+        k->deadline = s->deadline > 0 ? s->deadline + k->connect_timeout_usec : 0;
+        r = conn_open(k, ret_error);
+        k->deadline = 0;
+        return r;
+}
+
+/* Non-blocking I/O on a slot's connection: bytes, 0 at EOF (reads), -EAGAIN with s->events
+ * set, or another error. */
+static ssize_t slot_read(BatchSlot *s, void *buf, size_t n) {
+        ApiClient *k = s->conn;
+        ssize_t r;
+
+        if (k->tconn) {
+                r = fl_tls_conn_read(k->tconn, buf, n);
+                if (r == -EAGAIN)
+                        s->events = fl_tls_conn_want(k->tconn) == EPOLLOUT ? POLLOUT : POLLIN;
+                return r;
+        }
+        do
+                r = read(k->fd, buf, n);
+        while (r < 0 && errno == EINTR);
+        if (r >= 0)
+                return r;
+        if (errno == EAGAIN)
+                s->events = POLLIN;
+        return -errno;
+}
+
+static ssize_t slot_write(BatchSlot *s, const void *buf, size_t n) {
+        ApiClient *k = s->conn;
+        ssize_t r;
+
+        if (k->tconn) {
+                r = fl_tls_conn_write(k->tconn, buf, n);
+                if (r == -EAGAIN)
+                        s->events = fl_tls_conn_want(k->tconn) == EPOLLIN ? POLLIN : POLLOUT;
+                return r;
+        }
+        do
+                r = send(k->fd, buf, n, MSG_NOSIGNAL);
+        while (r < 0 && errno == EINTR);
+        if (r >= 0)
+                return r;
+        if (errno == EAGAIN)
+                s->events = POLLOUT;
+        return -errno;
+}
+
+/* The connection failed under the request in flight: once more on a new connection if it was
+ * a kept-alive one the server may have closed (a PUT of the same unit is idempotent), else the
+ * item fails. */
+static void slot_io_error(Batch *b, BatchSlot *s, int r) {
+        conn_close(s->conn);
+        if (s->parsing)
+                fl_http_response_parser_done(&s->parser);
+        s->parsing = false;
+        if (s->reused && (r == -ECONNRESET || r == -EPIPE)) {
+                _cleanup_free_ char *cerr = NULL;
+
+                s->reused = false;
+                r = slot_connect(s, &cerr);
+                if (r >= 0) {
+                        s->sent = 0;
+                        s->state = SLOT_SENDING;
+                        return;
+                }
+                slot_fail(b, s, r, errorf("%s: %s", s->url, cerr ?: strerror(-r)));
+                return;
+        }
+        slot_fail(b, s, r, transport_error(s->url, r));
+}
+
+/* A complete response for the slot's item. */
+static void slot_response(Batch *b, BatchSlot *s, HttpResponse *resp) {
+        s->conn->used = true;
+        if (!resp->keep_alive)
+                conn_close(s->conn);
+        if (resp->status < 200 || resp->status > 299) {
+                (void) fl_buf_puts(&resp->body, "");
+                slot_fail(b, s, status_errno(resp->status),
+                          fl_api_error_message(resp->status, resp->body.data, resp->body.len));
+                return;
+        }
+        if (s->parsing)
+                fl_http_response_parser_done(&s->parser);
+        s->parsing = false;
+        s->state = SLOT_IDLE;
+        s->url = mfree(s->url);
+}
+
+/* Moves the slot's request on as far as it goes without waiting. */
+static void slot_progress(Batch *b, BatchSlot *s) {
+        ApiClient *k = s->conn;
+
+        for (;;) {
+                ssize_t n;
+                int r;
+
+                if (s->state == SLOT_SENDING) {
+                        n = slot_write(s, s->out.data + s->sent, s->out.len - s->sent);
+                        if (n == -EAGAIN)
+                                return;
+                        if (n < 0) {
+                                slot_io_error(b, s, (int) n);
+                                if (s->state == SLOT_IDLE)
+                                        return;
+                                continue;
+                        }
+                        s->sent += (size_t) n;
+                        if (s->sent < s->out.len)
+                                continue;
+                        fl_http_response_parser_init(&s->parser, 0, FL_API_MAX_BODY, false);
+                        s->parsing = true;
+                        s->state = SLOT_RECEIVING;
+                }
+                if (s->state != SLOT_RECEIVING)
+                        return;
+
+                if (k->rbuf.len > 0) {
+                        size_t consumed = 0;
+
+                        r = fl_http_response_parser_feed(&s->parser, k->rbuf.data, k->rbuf.len, &consumed);
+                        if (r < 0) {
+                                slot_io_error(b, s, r);
+                                return;
+                        }
+                        fl_buf_consume(&k->rbuf, r > 0 ? consumed : k->rbuf.len);
+                        if (r > 0) {
+                                _cleanup_(fl_http_response_freep) HttpResponse *resp =
+                                        fl_http_response_parser_take(&s->parser);
+                                if (!resp)
+                                        slot_fail(b, s, -ENOMEM, NULL);
+                                else
+                                        slot_response(b, s, resp);
+                                return;
+                        }
+                }
+                r = fl_buf_grow(&k->rbuf, 16384);
+                if (r < 0) {
+                        slot_fail(b, s, r, NULL);
+                        return;
+                }
+                n = slot_read(s, k->rbuf.data + k->rbuf.len, k->rbuf.cap - k->rbuf.len - 1);
+                if (n == -EAGAIN)
+                        return;
+                if (n < 0) {
+                        slot_io_error(b, s, (int) n);
+                        if (s->state == SLOT_IDLE)
+                                return;
+                        continue;
+                }
+                if (n == 0) {
+                        if (!fl_http_response_parser_started(&s->parser)) {
+                                slot_io_error(b, s, -ECONNRESET);
+                                if (s->state == SLOT_IDLE)
+                                        return;
+                                continue;
+                        }
+                        r = fl_http_response_parser_eof(&s->parser);
+                        if (r > 0) {
+                                _cleanup_(fl_http_response_freep) HttpResponse *resp =
+                                        fl_http_response_parser_take(&s->parser);
+                                if (!resp)
+                                        slot_fail(b, s, -ENOMEM, NULL);
+                                else
+                                        slot_response(b, s, resp);
+                        } else {
+                                conn_close(k);
+                                slot_fail(b, s, -EBADMSG, transport_error(s->url, -EBADMSG));
+                        }
+                        return;
+                }
+                k->rbuf.len += (size_t) n;
+                k->rbuf.data[k->rbuf.len] = 0;
+        }
+}
+
+/* Gives an idle slot the next item and starts sending it. */
+static void slot_start(Batch *b, BatchSlot *s) {
+        _cleanup_free_ char *esc = NULL, *path = NULL, *body = NULL, *target = NULL, *cerr = NULL;
+        size_t i = b->next++;
+        int r;
+
+        s->item = i;
+        esc = fl_api_path_escape(b->names[i]);
+        path = esc ? errorf("units/%s", esc) : NULL;
+        body = fl_api_encode_unit(b->names[i], NULL, b->files[i]);
+        if (!path || !body) {
+                batch_fail(b, i, -ENOMEM, NULL);
+                return;
+        }
+        r = request_names(b->client, "PUT", path, &target, &s->url);
+        fl_buf_reset(&s->out);
+        if (r >= 0)
+                r = encode_request(b->client, &s->out, "PUT", target, body);
+        if (r < 0) {
+                slot_fail(b, s, r, NULL);
+                return;
+        }
+        s->sent = 0;
+        s->deadline = b->client->timeout_usec > 0 ? now_usec() + b->client->timeout_usec : 0;
+        s->reused = s->conn->fd >= 0 && s->conn->used;
+        r = slot_connect(s, &cerr);
+        if (r < 0) {
+                slot_fail(b, s, r, errorf("%s: %s", s->url, cerr ?: strerror(-r)));
+                return;
+        }
+        s->state = SLOT_SENDING;
+        slot_progress(b, s);
+}
+
+int fl_api_create_units(ApiClient *c, char *const *names, UnitFile *const *files, size_t n, size_t parallel,
+                        size_t *ret_failed, char **ret_error) {
+        Batch b = { .client = c, .names = names, .files = files, .n = n, .failed = n };
+        _cleanup_free_ struct pollfd *pfd = NULL;
+        _cleanup_free_ size_t *busy = NULL;
+        BatchSlot *slots;
+        size_t n_slots;
+
+        if (n == 0)
+                return 0;
+        if (parallel == 0)
+                parallel = c->tunnel_argv ? FL_API_BATCH_PARALLEL_TUNNEL : FL_API_BATCH_PARALLEL;
+        n_slots = MIN(parallel, n);
+        slots = new0(BatchSlot, n_slots);
+        pfd = new(struct pollfd, n_slots);
+        busy = new(size_t, n_slots);
+        if (!slots || !pfd || !busy) {
+                free(slots);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n_slots; i++) {
+                slots[i].conn = i == 0 ? c : conn_copy(c);
+                slots[i].copy = i > 0;
+                if (!slots[i].conn) {
+                        batch_fail(&b, 0, -ENOMEM, NULL);
+                        n_slots = i;
+                        break;
+                }
+        }
+
+        for (;;) {
+                uint64_t now, next_deadline = 0;
+                size_t n_busy = 0;
+                int timeout = -1, k;
+
+                /* After a failure nothing new is sent; what is in flight finishes, so that the
+                 * lowest failed index is known. */
+                for (size_t i = 0; i < n_slots; i++)
+                        while (slots[i].state == SLOT_IDLE && b.failed == b.n && b.next < b.n)
+                                slot_start(&b, &slots[i]);
+                for (size_t i = 0; i < n_slots; i++) {
+                        if (slots[i].state == SLOT_IDLE)
+                                continue;
+                        pfd[n_busy] = (struct pollfd) { .fd = slots[i].conn->fd, .events = slots[i].events };
+                        busy[n_busy++] = i;
+                        if (slots[i].deadline > 0 && (next_deadline == 0 || slots[i].deadline < next_deadline))
+                                next_deadline = slots[i].deadline;
+                }
+                if (n_busy == 0)
+                        break;
+                if (next_deadline > 0) {
+                        now = now_usec();
+                        timeout = next_deadline > now ? (int) MIN((next_deadline - now + 999) / 1000,
+                                                                  (uint64_t) INT32_MAX) : 0;
+                }
+                k = poll(pfd, n_busy, timeout);
+                if (k < 0 && errno != EINTR) {
+                        k = -errno;
+                        for (size_t j = 0; j < n_busy; j++) {
+                                conn_close(slots[busy[j]].conn);
+                                slot_fail(&b, &slots[busy[j]], k, transport_error(slots[busy[j]].url, k));
+                        }
+                        continue;
+                }
+                now = now_usec();
+                for (size_t j = 0; j < n_busy; j++) {
+                        BatchSlot *s = &slots[busy[j]];
+
+                        if (k > 0 && pfd[j].revents != 0)
+                                slot_progress(&b, s);
+                        if (s->state != SLOT_IDLE && s->deadline > 0 && now >= s->deadline) {
+                                conn_close(s->conn);
+                                slot_fail(&b, s, -ETIMEDOUT, transport_error(s->url, -ETIMEDOUT));
+                        }
+                }
+        }
+
+        for (size_t i = 0; i < n_slots; i++)
+                slot_done(&slots[i]);
+        free(slots);
+        if (b.failed == b.n)
+                return 0;
+        if (ret_failed)
+                *ret_failed = b.failed;
+        if (b.error == -ENOMEM && !b.message)
+                return -ENOMEM;
+        *ret_error = TAKE_PTR(b.message);
+        return b.error;
 }
 
 /* ---- Client ---- */

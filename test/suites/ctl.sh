@@ -292,6 +292,69 @@ c_replace() {
 	fc submit --replace r; expect_rc 1
 }
 
+# Batches: several units in one call are looked up with one list and written several at once.
+c_batch() {
+	local d=$T/batch i want got
+	rm -rf "$d"; mkdir -p "$d"
+	for i in $(seq -w 1 300); do
+		printf '[Unit]\nDescription=batch %s\n\n[Service]\nExecStart=/bin/true %s\n' "$i" "$i" >"$d/b$i.service"
+	done
+	fc submit "$d"/*.service; expect_rc 0 || return 1
+	expect_eq lines "$(grep -c '^Unit b[0-9]*\.service inactive$' "$T/out")" 300 || return 1
+	want=$(cd "$d" && for f in b*.service; do printf '%s\t%s\n' "$f" "$(sha1sum <"$f" | cut -d' ' -f1)"; done)
+	fc list-unit-files --no-legend --fields unit,hash --full
+	expect_eq hashes "$OUT" "$want" || return 1
+	# Again: nothing to do, no output.
+	fc submit "$d"/*.service; expect_out "" || return 1
+
+	# One bad file among many: nothing is written.
+	rm -rf "$d"; mkdir -p "$d"
+	for i in $(seq -w 1 40); do printf '[Service]\nExecStart=/bin/true %s\n' "$i" >"$d/v$i.service"; done
+	printf '[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nGlobal=true\nReplaces=x.service\n' >"$d/v20.service"
+	fc submit "$d"/*.service; expect_rc 1 || return 1
+	expect_err "Error creating units: failed creating unit v20.service ($d/v20.service): Global cannot be used with Replaces" || return 1
+	fc list-unit-files --no-legend --fields unit; expect_eq "nothing written" "$(grep -c '^v' "$T/out")" 0 || return 1
+
+	# The store refuses one write (its job object key is a directory): that unit's error, exit 1.
+	curl -fs --max-time 3 -XPUT "$ETCD1/v2/keys$(ek job/w20.service/object)" -d dir=true >/dev/null || return 1
+	DIRTY=1
+	rm -rf "$d"; mkdir -p "$d"
+	for i in $(seq -w 1 40); do printf '[Service]\nExecStart=/bin/true w%s\n' "$i" >"$d/w$i.service"; done
+	fc submit "$d"/*.service; expect_rc 1 || return 1
+	expect_err "Error creating units: failed creating unit w20.service: " || return 1
+	expect_eq "one error" "$(grep -c 'Error creating units' "$T/err")" 1 || return 1
+	fc list-unit-files --no-legend --fields unit
+	for i in $(seq -w 1 19); do grep -qx "w$i.service" "$T/out" || { echo "w$i.service missing"; return 1; }; done
+	grep -qx "w20.service" "$T/out" && { echo "w20.service listed"; return 1; }
+
+	# A template and its instances in one batch (no local template next to the instances),
+	# then instances from the registry's template in another.
+	rm -rf "$d"; mkdir -p "$d/tpl"
+	cp "$FIX/hello@.service" "$d/tpl/"
+	fc submit "$d/tpl/hello@.service" "$d/hello@1.service" "$d/hello@2.service" hello@1
+	expect_rc 0 || return 1
+	expect_eq stdout "$(sort "$T/out")" "$(printf 'Unit hello@.service inactive\nUnit hello@1.service inactive\nUnit hello@2.service inactive')" || return 1
+	fc submit hello@3 hello@4; expect_rc 0 || return 1
+	expect_eq stdout "$(sort "$T/out")" "$(printf 'Unit hello@3.service inactive\nUnit hello@4.service inactive')" || return 1
+	fc list-unit-files --no-legend --fields unit,hash
+	expect_eq units "$(grep '^hello@' "$T/out" | cut -f1 | tr '\n' ' ')" \
+		"hello@.service hello@1.service hello@2.service hello@3.service hello@4.service " || return 1
+	expect_eq "same hash" "$(grep '^hello@' "$T/out" | cut -f2 | sort -u | wc -l)" 1 || return 1
+
+	# --replace in a batch: changed files replace their units, the same one is left.
+	rm -rf "$d"; mkdir -p "$d"
+	for i in 1 2 3; do printf '[Service]\nExecStart=/bin/echo %s\n' "$i" >"$d/r$i.service"; done
+	fc submit "$d"/r*.service; expect_rc 0 || return 1
+	for i in 2 3; do printf '[Service]\nExecStart=/bin/echo new %s\n' "$i" >"$d/r$i.service"; done
+	fc submit "$d"/r*.service; expect_rc 0 || return 1
+	expect_err "WARNING: Unit r2.service in registry differs from local unit file $d/r2.service. Add --replace to override." || return 1
+	fc submit --replace "$d"/r*.service; expect_rc 0 || return 1
+	expect_eq stdout "$(cat "$T/out")" "$(printf 'Found same Unit(r1.service) in Registry, nothing to do\nUnit r2.service inactive\nUnit r3.service inactive')" || return 1
+	want=$(cd "$d" && for f in r*.service; do printf '%s\t%s\n' "$f" "$(sha1sum <"$f" | cut -d' ' -f1)"; done)
+	fc list-unit-files --no-legend --fields unit,hash --full
+	expect_eq hashes "$(grep '^r' "$T/out")" "$want"
+}
+
 c_destroy() {
 	cp "$FIX/hello.service" "$T/"
 	fc submit "$T/hello.service"; expect_rc 0 || return 1
@@ -556,6 +619,11 @@ EOF
 	tun submit "$T/hello.service" || { cat "$T/err"; return 1; }
 	expect_eq stdout "$(cat "$T/out")" "Unit hello.service inactive" || return 1
 	grep -qF -- "-p 2200 -- bastion fleetctl fd-forward \"$SOCK\"" "$T/ssh.log" || { cat "$T/ssh.log"; return 1; }
+	# A batch: several tunnels at once.
+	mkdir -p "$T/tunbatch"
+	for i in $(seq -w 1 30); do printf '[Service]\nExecStart=/bin/true %s\n' "$i" >"$T/tunbatch/n$i.service"; done
+	tun submit "$T"/tunbatch/*.service || { cat "$T/err"; return 1; }
+	expect_eq "tunnel batch" "$(grep -c '^Unit n[0-9]*\.service inactive$' "$T/out")" 30 || return 1
 	# Machines behind the bastion: ssh with a ProxyCommand through it.
 	schedule hello.service $M1; heartbeat hello.service $M1
 	: >"$T/ssh.log"
@@ -594,6 +662,18 @@ c_tls() {
 	# Without a client certificate the server refuses us.
 	at --ca-file "$tls/ca.crt" list-units
 	[ $? = 1 ] || { echo "API served without a client certificate"; return 1; }
+	# A batch over several TLS connections at once, and through the etcd driver.
+	mkdir -p "$T/tlsbatch"
+	for i in $(seq -w 1 40); do printf '[Service]\nExecStart=/bin/true t%s\n' "$i" >"$T/tlsbatch/t$i.service"; done
+	at --ca-file "$tls/ca.crt" --cert-file "$tls/client.crt" --key-file "$tls/client.key" submit "$T"/tlsbatch/t*.service ||
+		{ echo "batch over TLS"; cat "$T/err"; tail -5 "$T/tls.log"; return 1; }
+	expect_eq "TLS batch" "$(grep -c '^Unit t[0-9]*\.service inactive$' "$T/out")" 40 || return 1
+	for i in $(seq -w 1 40); do printf '[Service]\nExecStart=/bin/true u%s\n' "$i" >"$T/tlsbatch/u$i.service"; done
+	et --ca-file "$tls/ca.crt" --cert-file "$tls/client.crt" --key-file "$tls/client.key" submit "$T"/tlsbatch/u*.service ||
+		{ echo "etcd batch over TLS"; cat "$T/err"; return 1; }
+	expect_eq "etcd TLS batch" "$(grep -c '^Unit u[0-9]*\.service inactive$' "$T/out")" 40 || return 1
+	et --ca-file "$tls/ca.crt" --cert-file "$tls/client.crt" --key-file "$tls/client.key" list-unit-files --no-legend --fields unit
+	expect_eq "all listed" "$(grep -c '^[tu][0-9]*\.service$' "$T/out")" 80
 }
 
 # ==== End to end: a real fleetd (engine, agent on a systemd --user manager, API) ====
@@ -701,6 +781,7 @@ CLUSTER_CASES=(
 	"templates:c_templates"
 	"--replace:c_replace"
 	"destroy:c_destroy"
+	"batches of units:c_batch"
 	"list-units and legends:c_list_units"
 	"state changes and waits:c_state_changes"
 	"hostile names:c_hostile_names"

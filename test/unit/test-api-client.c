@@ -1,7 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* test-api-client.c: the fleet API client's pure parts: JSON decoding of the v1 entities
  * (trusting nothing), the PUT body, path escaping, fleet's googleapi error strings, endpoint
- * parsing messages. */
+ * parsing messages; and batches of creates against a small forked HTTP server. */
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "api-client.h"
 #include "tests.h"
 
@@ -180,5 +189,209 @@ TEST(connect_refused_message) {
                           "connect: no such file or directory");
 }
 
+/* ---- Batches of creates against a forked server ---- */
+
+typedef struct ServerStats {
+        int puts;                /* PUT requests answered */
+        int max_open;            /* most connections open at once */
+} ServerStats;
+
+#define FAKE_MAX_CONNS 64
+
+/* Answers PUT /fleet/v1/units/<name>: 201, 400 for names starting with "bad", and closes every
+ * fifth connection after its answer ("Connection: close"), so that the client re-dials. */
+static void fake_server(int lfd, ServerStats *st) {
+        struct pollfd p[FAKE_MAX_CONNS + 1] = { { .fd = lfd, .events = POLLIN } };
+        char buf[FAKE_MAX_CONNS + 1][8192];
+        size_t len[FAKE_MAX_CONNS + 1] = {};
+        int n = 1, answered = 0;
+
+        for (;;) {
+                if (poll(p, n, -1) < 0)
+                        _exit(1);
+                if (p[0].revents & POLLIN) {
+                        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                        if (fd >= 0 && n <= FAKE_MAX_CONNS) {
+                                p[n] = (struct pollfd) { .fd = fd, .events = POLLIN };
+                                len[n++] = 0;
+                                if (n - 1 > st->max_open)
+                                        st->max_open = n - 1;
+                        } else if (fd >= 0)
+                                close(fd);
+                }
+                for (int i = 1; i < n; i++) {
+                        char *end, *cl, name[256] = "", resp[512];
+                        ssize_t k;
+                        size_t head, body;
+                        bool bad, closing;
+
+                        if (!p[i].revents)
+                                continue;
+                        k = read(p[i].fd, buf[i] + len[i], sizeof(buf[i]) - 1 - len[i]);
+                        if (k > 0) {
+                                len[i] += (size_t) k;
+                                buf[i][len[i]] = 0;
+                        }
+                        end = strstr(buf[i], "\r\n\r\n");
+                        cl = strcasestr(buf[i], "Content-Length: ");
+                        head = end ? (size_t) (end - buf[i]) + 4 : 0;
+                        body = cl ? strtoul(cl + 16, NULL, 10) : 0;
+                        if (k > 0 && (!end || len[i] < head + body))
+                                continue;
+                        if (k <= 0) {
+                                close(p[i].fd);
+                                p[i] = p[--n];
+                                len[i] = len[n];
+                                memcpy(buf[i], buf[n], len[n] + 1);
+                                i--;
+                                continue;
+                        }
+                        (void) sscanf(buf[i], "PUT /fleet/v1/units/%255[^?]", name);
+                        bad = startswith(name, "bad");
+                        closing = ++answered % 5 == 0;
+                        st->puts++;
+                        if (bad)
+                                snprintf(resp, sizeof(resp),
+                                         "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                                         "Content-Length: %zu\r\n%s\r\n{\"error\":{\"code\":400,\"message\":\"no %s\"}}",
+                                         strlen("{\"error\":{\"code\":400,\"message\":\"no \"}}") + strlen(name),
+                                         closing ? "Connection: close\r\n" : "", name);
+                        else
+                                snprintf(resp, sizeof(resp), "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n%s\r\n",
+                                         closing ? "Connection: close\r\n" : "");
+                        /* Let requests pile up on the other connections first. */
+                        usleep(2000);
+                        if (write(p[i].fd, resp, strlen(resp)) < 0)
+                                _exit(1);
+                        memmove(buf[i], buf[i] + head + body, len[i] - head - body);
+                        len[i] -= head + body;
+                        if (closing) {
+                                close(p[i].fd);
+                                p[i] = p[--n];
+                                len[i] = len[n];
+                                memcpy(buf[i], buf[n], len[n] + 1);
+                                i--;
+                        }
+                }
+        }
+}
+
+static pid_t start_fake_server(const char *path, ServerStats *st) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        pid_t pid;
+
+        strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
+        (void) unlink(path);
+        if (lfd < 0 || bind(lfd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(lfd, 128) < 0)
+                return -1;
+        pid = fork();
+        if (pid == 0)
+                fake_server(lfd, st);
+        close(lfd);
+        return pid;
+}
+
+static void stop_fake_server(pid_t pid, const char *path) {
+        (void) kill(pid, SIGTERM);
+        (void) waitpid(pid, NULL, 0);
+        (void) unlink(path);
+}
+
+static void make_batch(size_t n, const char *bad, char ***ret_names, UnitFile ***ret_files) {
+        char **names = calloc(n + 1, sizeof(char *));
+        UnitFile **files = calloc(n + 1, sizeof(UnitFile *));
+
+        ASSERT_NOT_NULL(names);
+        ASSERT_NOT_NULL(files);
+        for (size_t i = 0; i < n; i++) {
+                char v[32];
+
+                ASSERT_TRUE(asprintf(&names[i], "u%03zu.service", i) > 0);
+                if (bad && streq(names[i], bad)) {
+                        free(names[i]);
+                        ASSERT_TRUE(asprintf(&names[i], "bad%03zu.service", i) > 0);
+                }
+                snprintf(v, sizeof(v), "/bin/true %zu", i);
+                ASSERT_OK(fl_unit_file_new(&files[i]));
+                ASSERT_OK(fl_unit_file_add(files[i], "Service", "ExecStart", v));
+        }
+        *ret_names = names;
+        *ret_files = files;
+}
+
+static void free_batch(size_t n, char **names, UnitFile **files) {
+        for (size_t i = 0; i < n; i++) {
+                free(names[i]);
+                fl_unit_file_free(files[i]);
+        }
+        free(names);
+        free(files);
+}
+
+TEST(create_units_batch) {
+        char path[] = "/tmp/fleet-test-api-client.XXXXXX", sock[64], ep[80];
+        ServerStats *st = mmap(NULL, sizeof(ServerStats), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        ApiClientConfig cfg = { .endpoint = ep, .timeout_usec = 10 * 1000000ULL };
+        char **names = NULL;
+        UnitFile **files = NULL;
+        size_t failed = 0;
+        pid_t pid;
+
+        ASSERT_TRUE(st != MAP_FAILED);
+        ASSERT_NOT_NULL(mkdtemp(path));
+        snprintf(sock, sizeof(sock), "%s/api.sock", path);
+        snprintf(ep, sizeof(ep), "unix://%s", sock);
+        pid = start_fake_server(sock, st);
+        ASSERT_TRUE(pid > 0);
+
+        /* 100 units over 16 connections, some of which the server closes on the way. */
+        {
+                _cleanup_(fl_api_client_freep) ApiClient *c = NULL;
+                _cleanup_free_ char *err = NULL;
+
+                make_batch(100, NULL, &names, &files);
+                ASSERT_OK(fl_api_client_new(&cfg, &c, NULL));
+                ASSERT_OK(fl_api_create_units(c, names, files, 100, 16, &failed, &err));
+                ASSERT_NULL(err);
+                ASSERT_EQ(st->puts, 100);
+                ASSERT_TRUE(st->max_open > 1 && st->max_open <= 16);
+                free_batch(100, names, files);
+        }
+
+        /* One refused: its error, its index; nothing is started after it. */
+        {
+                _cleanup_(fl_api_client_freep) ApiClient *c = NULL;
+                _cleanup_free_ char *err = NULL;
+
+                st->puts = 0;
+                make_batch(200, "u050.service", &names, &files);
+                ASSERT_OK(fl_api_client_new(&cfg, &c, NULL));
+                ASSERT_ERR(fl_api_create_units(c, names, files, 200, 8, &failed, &err), -EINVAL);
+                ASSERT_EQ(failed, (size_t) 50);
+                ASSERT_STREQ(err, "googleapi: Error 400: no bad050.service");
+                ASSERT_TRUE(st->puts >= 51 && st->puts <= 51 + 8);
+                free_batch(200, names, files);
+        }
+        stop_fake_server(pid, sock);
+
+        /* Nobody listening: the first unit's dial error. */
+        {
+                _cleanup_(fl_api_client_freep) ApiClient *c = NULL;
+                _cleanup_free_ char *err = NULL, *want = NULL;
+
+                make_batch(5, NULL, &names, &files);
+                ASSERT_OK(fl_api_client_new(&cfg, &c, NULL));
+                ASSERT_ERR(fl_api_create_units(c, names, files, 5, 0, &failed, &err), -ENOENT);
+                ASSERT_EQ(failed, (size_t) 0);
+                ASSERT_TRUE(asprintf(&want, "Put http://domain-sock/fleet/v1/units/u000.service?alt=json: dial unix %s: "
+                                            "connect: no such file or directory", sock) > 0);
+                ASSERT_STREQ(err, want);
+                free_batch(5, names, files);
+        }
+        (void) rmdir(path);
+        munmap(st, sizeof(ServerStats));
+}
+
 TEST_MAIN(T(decode_unit), T(decode_unit_rejects_bad_types), T(decode_pages), T(decode_pages_reject), T(encode_unit),
-          T(path_escape), T(error_messages), T(endpoints), T(connect_refused_message))
+          T(path_escape), T(error_messages), T(endpoints), T(connect_refused_message), T(create_units_batch))
