@@ -35,8 +35,9 @@
 #define USEC_PER_SEC_ULL 1000000ULL
 #define ETCD_DEFAULT_TIMEOUT_USEC (1ULL * USEC_PER_SEC_ULL)
 /* Idle keep-alive connections kept per endpoint. A watch holds its own connection while it
- * waits, so this only bounds what is left over after bursts of parallel requests. */
-#define ETCD_POOL_MAX 4U
+ * waits, so this only bounds what is left over after bursts of parallel requests. The engine
+ * and the API run 16 at a time: fewer would mean a new connection per request in a burst. */
+#define ETCD_POOL_MAX 16U
 /* Deepest node tree we decode: a key depth, far beyond fleet's five levels. */
 #define ETCD_MAX_DEPTH 64U
 /* Largest integer a JSON number (a double) holds exactly. */

@@ -45,6 +45,7 @@ typedef struct JobRec {
 typedef struct FileRec {
         uint64_t modified_index;
         UnitFile *file;                 /* NULL: does not parse */
+        bool compact;                   /* file is one block (compact_file()): free() it */
 } FileRec;
 
 /* States are kept sorted by (name, machine_id, key machine); the <machine> of each one's key
@@ -92,10 +93,45 @@ static void unintern(RegStore *s, const char *str) {
 
 /* ---- Records ---- */
 
+static void file_rec_file_free(FileRec *f) {
+        if (f->compact)
+                free(f->file);
+        else
+                fl_unit_file_free(f->file);
+        f->file = NULL;
+        f->compact = false;
+}
+
 static void file_rec_free(void *p) {
         FileRec *f = p;
-        fl_unit_file_free(f->file);
+        file_rec_file_free(f);
         free(f);
+}
+
+/* The parsed file in one allocation (header, options, strings): a parse keeps each option's
+ * three strings and a doubling array apart, ~3x the text. Only the store holds these. */
+static UnitFile *compact_file(const UnitFile *u) {
+        size_t size = sizeof(UnitFile) + u->n_options * sizeof(UnitOption);
+        UnitFile *c;
+        char *p;
+
+        for (size_t i = 0; i < u->n_options; i++)
+                size += strlen(u->options[i].section) + strlen(u->options[i].name) + strlen(u->options[i].value) + 3;
+        c = malloc(size);
+        if (!c)
+                return NULL;
+        c->options = u->n_options > 0 ? (UnitOption *) (c + 1) : NULL;
+        c->n_options = c->n_allocated = u->n_options;
+        p = (char *) ((UnitOption *) (c + 1) + u->n_options);
+        for (size_t i = 0; i < u->n_options; i++) {
+                c->options[i].section = p;
+                p = stpcpy(p, u->options[i].section) + 1;
+                c->options[i].name = p;
+                p = stpcpy(p, u->options[i].name) + 1;
+                c->options[i].value = p;
+                p = stpcpy(p, u->options[i].value) + 1;
+        }
+        return c;
 }
 
 static void job_detach_file(RegStore *s, JobRec *j) {
@@ -588,7 +624,15 @@ static int file_set(RegStore *s, const char *hex, const char *value, uint64_t mo
                 return 1;
         }
         had = fr->file;
-        fl_unit_file_free(fr->file);
+        file_rec_file_free(fr);
+        if (f) {
+                UnitFile *c = compact_file(f);
+                if (c) {
+                        fl_unit_file_free(f);
+                        f = c;
+                        fr->compact = true;
+                }
+        }
         fr->file = f;
         /* A new file matters only to units that have none (usually: it is written before the
          * job object that names it, and nobody needs a scan); a changed one to its users. */

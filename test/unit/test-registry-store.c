@@ -326,6 +326,15 @@ TEST(many_units) {
         s = fl_reg_store_snapshot(st, 2);
         ASSERT_EQ(s->n_units, 10000u);
         ASSERT_STREQ(s->units[0].name, "u00001.service");
+        m0 = mallinfo2();
+        for (unsigned i = 0; i < 10000; i++) {
+                snprintf(key, sizeof(key), "unit/%040x", i);
+                snprintf(obj, sizeof(obj),
+                         "{\"Raw\":\"[Unit]\\nDescription=bench unit %u\\n\\n[Service]\\nExecStart=/bin/sleep infinity\\n\"}", i);
+                ASSERT_TRUE(fl_reg_store_set(st, key, obj, 1, 0) > 0);
+        }
+        m1 = mallinfo2();
+        printf("# heap per unit file (two options): %zu bytes\n", (m1.uordblks - m0.uordblks) / 10000);
         fl_reg_store_free(st);
 }
 
