@@ -107,6 +107,8 @@ fmt() { awk -v x="$1" -v d="${2:-1}" 'BEGIN {printf "%.*f", d, x}'; }
 # ms_since T0 -> milliseconds from $EPOCHREALTIME T0 to now
 ms_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", (b - a) * 1000}'; }
 # timed_ms CMD...: runs CMD (output discarded), prints its wall time in ms; fails with it
+# CPU time (ms, user + system) a process has used so far.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 timed_ms() {
 	local t0=$EPOCHREALTIME
 	"$@" >/dev/null 2>"$T/timed.err" || { log "failed: $* ($(head -c 300 "$T/timed.err"))"; return 1; }
@@ -167,6 +169,7 @@ perf_top() {
 log "temporary state in $T; budget ${BUDGET}s"
 EP=$("$TOP/test/lib/etcd.sh" start "$ETCD_NAME" 1) || { log "etcd failed to start"; exit 1; }
 EP=${EP%%,*}
+ETCD_PID=$(head -n 1 "$FLEET_TEST_STATE/$ETCD_NAME.pids" 2>/dev/null)
 PREFIX_BASE=/fleet-bench/$$
 ETCD_VERSION=$(etcd --version 2>/dev/null | awk '/etcd Version/ {print $3}')
 k() { echo "$EP/v2/keys$1"; }
@@ -346,7 +349,7 @@ count_units() { [ "$(ctl_api list-unit-files --no-legend 2>/dev/null | wc -l)" -
 count_states() { [ "$(ctl_api list-units --no-legend 2>/dev/null | wc -l)" -ge "$1" ]; }
 
 sect_submit() {
-	local prefix=$PREFIX_BASE/submit/ r i d ms=() one=() total=() rss
+	local prefix=$PREFIX_BASE/submit/ r i d ms=() one=() total=() rss ecpu=() fcpu=()
 	start_daemon submit "$prefix" || { skip submit_1000 "submit" "daemon did not start"; return; }
 	sleep 5
 	rss=$(rss_kb "$DAEMON_PID")
@@ -358,9 +361,13 @@ sect_submit() {
 			printf '[Unit]\nDescription=bench submit %s-%s\n\n[Service]\nExecStart=/bin/sleep infinity\n' "$r" "$i" \
 				>"$d/sub$r-$i.service"
 		done
+		local e0 f0
+		e0=$(cpu_ms "$ETCD_PID") f0=$(cpu_ms "$DAEMON_PID")
 		ms+=("$(timed_ms ctl_api submit "$d"/*.service)") || break
+		ecpu+=($(($(cpu_ms "$ETCD_PID") - e0))) fcpu+=($(($(cpu_ms "$DAEMON_PID") - f0)))
 	done
-	result submit_1000 "fleetctl submit of 1,000 units in one call (API)" "$(median "${ms[@]}")" ms "<= 500" ${#ms[@]} "registry of 0..$((1000 * (SLOW_REPS - 1))) units"
+	result submit_1000 "fleetctl submit of 1,000 units in one call (API)" "$(median "${ms[@]}")" ms "<= 500" ${#ms[@]} \
+		"registry of 0..$((1000 * (SLOW_REPS - 1))) units; CPU meanwhile: etcd $(median "${ecpu[@]}") ms, fleetd $(median "${fcpu[@]}") ms (2 cores)"
 	if [ ${#ms[@]} -gt 0 ] && [ "$(awk -v m="$(median "${ms[@]}")" 'BEGIN {print (m > 500)}')" = 1 ]; then
 		d=$T/submit-prof
 		mkdir -p "$d"
