@@ -128,7 +128,11 @@ char *fl_reg_key(Registry *r, ...) __attribute__((sentinel));
 #define reg_key(r, ...) fl_reg_key(r, __VA_ARGS__, NULL)
 /* Key relative to the prefix, or NULL if key is not below it. */
 const char *fl_reg_key_rel(Registry *r, const char *key);
-/* Copies the leaves of an etcd node tree into t (keys relative to the prefix). */
+/* Calls f for every value below n (keys relative to the prefix, values never NULL) until it
+ * fails; the add functions copy them into t or s. */
+typedef int (*RegLeafFn)(const char *rel, const char *value, uint64_t modified_index, uint64_t ttl_sec,
+                         void *userdata);
+int fl_reg_etcd_leaves(Registry *r, const EtcdNode *n, RegLeafFn f, void *userdata);
 int fl_reg_tree_add_etcd(Registry *r, RegTree *t, const EtcdNode *n);
 int fl_reg_store_add_etcd(Registry *r, RegStore *s, const EtcdNode *n);
 

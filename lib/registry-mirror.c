@@ -84,29 +84,14 @@ typedef struct Flat {
         size_t n;
 } Flat;
 
-static int flatten(Registry *r, Flat *f, const EtcdNode *n) {
-        const char *rel;
-        uint64_t nums[2];
+static int flatten(const char *rel, const char *value, uint64_t modified_index, uint64_t ttl_sec, void *userdata) {
+        Flat *f = userdata;
+        uint64_t nums[2] = { modified_index, ttl_sec };
         int k;
 
-        if (!n)
-                return 0;
-        if (n->dir) {
-                for (size_t i = 0; i < n->n_nodes; i++) {
-                        k = flatten(r, f, n->nodes[i]);
-                        if (k < 0)
-                                return k;
-                }
-                return 0;
-        }
-        rel = fl_reg_key_rel(r, n->key);
-        if (!rel || !*rel)
-                return 0;
-        nums[0] = n->modified_index;
-        nums[1] = n->ttl > 0 ? (uint64_t) n->ttl : 0;
         if ((k = fl_buf_append(&f->buf, nums, sizeof(nums))) < 0 ||
             (k = fl_buf_append(&f->buf, rel, strlen(rel) + 1)) < 0 ||
-            (k = fl_buf_append(&f->buf, strempty(n->value), strlen(strempty(n->value)) + 1)) < 0)
+            (k = fl_buf_append(&f->buf, value, strlen(value) + 1)) < 0)
                 return k;
         f->n++;
         return 0;
@@ -159,7 +144,7 @@ static void read_done(EtcdClient *c, int k, EtcdResponse *borrowed, void *userda
          * store is built, so the store's many small allocations pack together instead of
          * filling the holes the reply leaves all over the heap, which then never shrinks. */
         resp = fl_etcd_response_steal(borrowed);
-        k = resp ? flatten(r, &f, k == -ENOENT ? NULL : resp->node) : -ENOMEM;
+        k = resp ? fl_reg_etcd_leaves(r, k == -ENOENT ? NULL : resp->node, flatten, &f) : -ENOMEM;
         resp = fl_etcd_response_free(resp);
         if (k >= 0) {
                 r->store = fl_reg_store_free(r->store);

@@ -195,17 +195,22 @@ static int grow(void **p, size_t *alloc, size_t need, size_t size) {
         return 0;
 }
 
-/* First unit whose name is >= name. */
-static size_t unit_lower_bound(const RegStore *s, const char *name) {
-        size_t lo = 0, hi = s->snap.n_units;
+/* First element of a sorted array of structs that start with their char * name whose name is
+ * >= name (units and states). */
+static size_t lower_bound(const void *base, size_t n, size_t size, const char *name) {
+        size_t lo = 0, hi = n;
         while (lo < hi) {
                 size_t m = lo + (hi - lo) / 2;
-                if (strcmp(s->snap.units[m].name, name) < 0)
+                if (strcmp(*(char *const *) ((const char *) base + m * size), name) < 0)
                         lo = m + 1;
                 else
                         hi = m;
         }
         return lo;
+}
+
+static size_t unit_lower_bound(const RegStore *s, const char *name) {
+        return lower_bound(s->snap.units, s->snap.n_units, sizeof(RegUnit), name);
 }
 
 static int state_cmp3(const char *name, const char *mid, const char *key, const RegUnitState *st,
@@ -220,15 +225,7 @@ static int state_cmp3(const char *name, const char *mid, const char *key, const 
 
 /* First state of unit name, or n_states. */
 static size_t states_of(const RegStore *s, const char *name) {
-        size_t lo = 0, hi = s->snap.n_states;
-        while (lo < hi) {
-                size_t m = lo + (hi - lo) / 2;
-                if (strcmp(s->snap.states[m].name, name) < 0)
-                        lo = m + 1;
-                else
-                        hi = m;
-        }
-        return lo;
+        return lower_bound(s->snap.states, s->snap.n_states, sizeof(RegUnitState), name);
 }
 
 /* Index of the state with key states/<name>/<key>, or -1. */

@@ -103,26 +103,7 @@ const char *fl_reg_key_rel(Registry *r, const char *key) {
         return rest + 1;
 }
 
-int fl_reg_tree_add_etcd(Registry *r, RegTree *t, const EtcdNode *n) {
-        int k;
-
-        if (!n)
-                return 0;
-        if (n->dir) {
-                for (size_t i = 0; i < n->n_nodes; i++) {
-                        k = fl_reg_tree_add_etcd(r, t, n->nodes[i]);
-                        if (k < 0)
-                                return k;
-                }
-                return 0;
-        }
-        const char *rel = fl_reg_key_rel(r, n->key);
-        if (!rel || !*rel)
-                return 0;
-        return fl_reg_tree_set(t, rel, n->value, n->modified_index, n->ttl > 0 ? (uint64_t) n->ttl : 0);
-}
-
-int fl_reg_store_add_etcd(Registry *r, RegStore *s, const EtcdNode *n) {
+int fl_reg_etcd_leaves(Registry *r, const EtcdNode *n, RegLeafFn f, void *userdata) {
         const char *rel;
         int k;
 
@@ -130,7 +111,7 @@ int fl_reg_store_add_etcd(Registry *r, RegStore *s, const EtcdNode *n) {
                 return 0;
         if (n->dir) {
                 for (size_t i = 0; i < n->n_nodes; i++) {
-                        k = fl_reg_store_add_etcd(r, s, n->nodes[i]);
+                        k = fl_reg_etcd_leaves(r, n->nodes[i], f, userdata);
                         if (k < 0)
                                 return k;
                 }
@@ -139,8 +120,24 @@ int fl_reg_store_add_etcd(Registry *r, RegStore *s, const EtcdNode *n) {
         rel = fl_reg_key_rel(r, n->key);
         if (!rel || !*rel)
                 return 0;
-        k = fl_reg_store_set(s, rel, n->value, n->modified_index, n->ttl > 0 ? (uint64_t) n->ttl : 0);
+        k = f(rel, strempty(n->value), n->modified_index, n->ttl > 0 ? (uint64_t) n->ttl : 0, userdata);
         return k < 0 ? k : 0;
+}
+
+static int tree_leaf(const char *rel, const char *value, uint64_t modified_index, uint64_t ttl_sec, void *t) {
+        return fl_reg_tree_set(t, rel, value, modified_index, ttl_sec);
+}
+
+int fl_reg_tree_add_etcd(Registry *r, RegTree *t, const EtcdNode *n) {
+        return fl_reg_etcd_leaves(r, n, tree_leaf, t);
+}
+
+static int store_leaf(const char *rel, const char *value, uint64_t modified_index, uint64_t ttl_sec, void *s) {
+        return fl_reg_store_set(s, rel, value, modified_index, ttl_sec);
+}
+
+int fl_reg_store_add_etcd(Registry *r, RegStore *s, const EtcdNode *n) {
+        return fl_reg_etcd_leaves(r, n, store_leaf, s);
 }
 
 /* ---- Remembered heartbeat values ---- */
