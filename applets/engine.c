@@ -9,15 +9,19 @@
  * Passes run every engine_reconcile_interval and, coalesced, soon after a registry change that
  * can alter the plan. Reads come from the registry mirror: a pass with nothing to do costs at
  * most the lease renewal, and a prompt pass within one interval of the last renewal not even
- * that. Passes never overlap, and the pass after one that wrote waits (briefly) until the
- * mirror shows those writes, so it never plans on its own stale view. */
+ * that. Plans never overlap. The lease is renewed on time while a batch of actions is applied
+ * (a batch of 10,000 placements outlives several intervals); a batch goes on until it is done
+ * or the lease is no longer ours for sure. A plan never works on a view older than our own
+ * writes: the mirror's snapshot is overlaid with what our completed writes changed and the
+ * mirror does not show yet (see engine_view()), so the pass after a batch neither waits for the
+ * mirror nor issues the same actions again. */
 #include <inttypes.h>
 #include <time.h>
 
 #include "log.h"
+#include "named-array.h"
 #include "scheduler.h"
 #include "server.h"
-#include "strv.h"
 
 #define ENGINE_VERSION 1
 #define ENGINE_USEC_PER_MSEC ((uint64_t) 1000)
@@ -29,7 +33,12 @@
 #define ENGINE_MIRROR_WAIT_USEC (1 * ENGINE_USEC_PER_SEC)
 #define ENGINE_GC_INTERVAL_USEC (5 * 60 * ENGINE_USEC_PER_SEC)
 #define ENGINE_GC_GRACE_USEC (5 * 60 * ENGINE_USEC_PER_SEC)
-/* Writes of one pass in flight at once. */
+/* Lease compare index meaning "our own last write of the lease" (lib/registry-write.c). */
+#define ENGINE_LEASE_OWN_INDEX UINT64_MAX
+/* Writes of one pass in flight at once. etcd on a 2-core box took the same ~5,000 requests/s
+ * from 8, 16, 32 or 64 concurrent writers (fleet-bench populate); in test/bench.sh 64 placed
+ * 10,000 units no faster than 32 (single runs on a shared box). More than the etcd client's
+ * idle pool (ETCD_POOL_MAX, lib/etcd.c) would open a new connection per request beyond it. */
 #define ENGINE_MAX_IN_FLIGHT 16
 
 typedef enum EngineOpKind {
@@ -55,6 +64,15 @@ typedef struct EngineOp {
         struct EngineOp *prev, *next;
 } EngineOp;
 
+/* A completed write of ours (an action), kept until the mirror shows it. */
+typedef struct EngineWrite {
+        char *unit;                 /* first member: fl_sorted_find() */
+        SchedActionType type;
+        char *value;                /* SCHEDULE: the machine; SET_REASON: the reason (NULL: none) */
+        uint64_t index;             /* the mirror shows it once its index reaches this */
+        uint64_t seq;               /* order of completion, for several writes to one unit */
+} EngineWrite;
+
 struct Engine {
         Server *s;
         sd_event_source *tick;      /* periodic pass */
@@ -70,18 +88,27 @@ struct Engine {
         uint64_t renew_after;       /* after a failed renewal: retry from then on */
         int renew_error;            /* last renewal failure, 0 after a success */
         uint64_t settle_until;      /* see engine_settling() */
-        char **settle_seen;         /* machines seen present since settling began */
+        char **settle_seen;         /* machines seen present since settling began, sorted */
+        size_t n_settle_seen;
         bool version_ok;            /* raised engine/version ourselves; mirror may lag */
         bool version_warned;
 
-        bool busy;                  /* a version/lease request or a batch of actions runs */
-        bool lease_busy;            /* ... a version/lease request, precisely */
+        bool lease_busy;            /* a version/lease request runs */
+        bool applying;              /* a batch of actions runs */
         bool pending;               /* a pass was asked for meanwhile */
         SchedAction *actions;
         size_t n_actions, next_action;
         unsigned in_flight;
+        bool apply_failed;          /* an action of the batch failed: the mirror knows better */
         uint64_t wait_index;        /* the mirror should reach this before the next plan */
         uint64_t wait_until;
+
+        EngineWrite *writes;        /* see engine_view() */
+        size_t n_writes, n_writes_allocated;
+        uint64_t writes_seq;
+        RegUnit *view_units;        /* the overlaid copy of the snapshot's units */
+        size_t n_view_units_allocated;
+        RegSnapshot view;
 
         uint64_t fp_idle;           /* fingerprint of the last snapshot that needed nothing */
         bool fp_idle_valid;
@@ -96,6 +123,7 @@ struct Engine {
 };
 
 static void engine_pass(Engine *e);
+static void engine_settle_clear(Engine *e);
 static void engine_reconcile(Engine *e);
 static void engine_apply_pump(Engine *e);
 static void engine_finish_stop(Engine *e);
@@ -235,11 +263,25 @@ static void engine_op_done(Registry *r, int error, void *userdata);
 static int engine_op_start(EngineOp *op) {
         Engine *e = op->engine;
         Registry *reg = e->s->registry;
-        /* Only the lease requests need the snapshot (its lease index): decoding it for every
+        /* Only some lease requests need the snapshot (its lease index): decoding it for every
          * action rebuilt it after each watch event, 40% of the engine's time while it placed
          * 10,000 units (test/bench.sh). */
-        bool lease = op->kind == ENGINE_OP_RENEW || op->kind == ENGINE_OP_STEAL || op->kind == ENGINE_OP_RELEASE;
+        /* The compare index of a renewal or release. A leader compares against its own last
+         * write of the lease, which the registry remembers (ENGINE_LEASE_OWN_INDEX): every
+         * acquire, renewal and takeover that made us leader went through it, and the mirror
+         * may not show the latest yet (a compare against the mirror's older index failed with
+         * -ESTALE). Otherwise (after a restart, after failed renewals) the mirror's index, but
+         * only when the mirror shows the lease as ours: a lease in other hands must make the
+         * compare fail, not be taken back with their index. A takeover compares against the
+         * old holder's, of course. A leader renewing on time needs no snapshot: decoding one
+         * per renewal while a batch of 10,000 placements ran cost the batch its speed. */
+        bool own = e->leader && e->renew_error == 0 &&
+                   (op->kind == ENGINE_OP_RENEW || op->kind == ENGINE_OP_RELEASE);
+        bool lease = !own && (op->kind == ENGINE_OP_RENEW || op->kind == ENGINE_OP_STEAL ||
+                              op->kind == ENGINE_OP_RELEASE);
         const RegSnapshot *snap = lease ? fl_registry_snapshot(reg) : NULL;
+        uint64_t cmp_index = own ? ENGINE_LEASE_OWN_INDEX :
+                             snap && streq_ptr(snap->lease.machine_id, engine_self(e)) ? snap->lease.index : 0;
         int r = -EINVAL;
 
         switch (op->kind) {
@@ -253,7 +295,7 @@ static int engine_op_start(EngineOp *op) {
                 break;
         case ENGINE_OP_RENEW:
                 r = fl_registry_lease_renew_async(reg, engine_self(e), ENGINE_VERSION, e->lease_ttl_sec,
-                                                  snap ? snap->lease.index : 0, engine_op_done, op);
+                                                  cmp_index, engine_op_done, op);
                 break;
         case ENGINE_OP_STEAL:
                 r = fl_registry_lease_renew_async(reg, engine_self(e), ENGINE_VERSION,
@@ -261,7 +303,7 @@ static int engine_op_start(EngineOp *op) {
                                                   snap ? snap->lease.index : 0, engine_op_done, op);
                 break;
         case ENGINE_OP_RELEASE:
-                r = fl_registry_lease_release_async(reg, snap ? snap->lease.index : 0, engine_op_done, op);
+                r = fl_registry_lease_release_async(reg, cmp_index, engine_op_done, op);
                 break;
         case ENGINE_OP_ACTION: {
                 const SchedAction *a = &e->actions[op->action];
@@ -310,7 +352,7 @@ static void engine_became_leader(Engine *e, uint64_t sent) {
          * may simply not have re-registered yet: see engine_settling(). */
         if (!e->leader || e->renew_error != 0) {
                 e->settle_until = sent + e->s->config->agent_ttl_usec;
-                e->settle_seen = fl_strv_free(e->settle_seen);
+                engine_settle_clear(e);
         }
         if (!e->leader) {
                 log_info("Engine leadership acquired");
@@ -384,6 +426,7 @@ static bool engine_op_done_lease(Engine *e, EngineOp *op, int error) {
                         log_debug_errno(error, "Failed to renew engine lease, will retry: %m");
                         e->renew_error = error;
                         e->renew_after = now + e->interval / 4;
+                        engine_kick(e, e->interval / 4);
                         return true;
                 }
                 log_warning_errno(error, "Engine leadership lost, renewal failed: %m");
@@ -416,19 +459,64 @@ static void engine_actions_clear(Engine *e) {
 
 static void engine_apply_finish(Engine *e) {
         engine_actions_clear(e);
-        e->busy = false;
-        /* Our writes are at or below the write index now; plan again only once the mirror
-         * shows them (or after a short wait). */
-        e->wait_index = fl_registry_write_index(e->s->registry);
-        e->wait_until = engine_now(e) + ENGINE_MIRROR_WAIT_USEC;
+        e->applying = false;
+        /* The writes that went through are in the overlay (engine_view()). One that failed
+         * (someone else changed the unit) tells us that the mirror is behind on something we
+         * cannot overlay: plan again only once the mirror shows the store as of now (or after
+         * a short wait), rather than issuing the same failing write again. */
+        if (e->apply_failed) {
+                e->apply_failed = false;
+                e->wait_index = fl_registry_write_index(e->s->registry);
+                e->wait_until = engine_now(e) + ENGINE_MIRROR_WAIT_USEC;
+        }
         if (e->pending) {
                 e->pending = false;
                 engine_kick(e, 0);
         }
 }
 
+/* Remembers a completed action for engine_view(). The registry's write index is at or above
+ * the index of this write by now: once the mirror reaches it, the mirror shows the write (or
+ * something newer). Without memory for it the next plan may redo the action: harmless, as
+ * every action is a compare or a create. */
+static void engine_record_write(Engine *e, const SchedAction *a) {
+        const char *v = a->type == SCHED_UNSCHEDULE ? NULL : a->type == SCHED_SCHEDULE ? a->machine_id : a->reason;
+        _cleanup_free_ char *unit = strdup(a->unit), *value = v ? strdup(v) : NULL;
+
+        if (!unit || (v && !value))
+                return;
+        if (e->n_writes >= e->n_writes_allocated) {
+                size_t n = MAX(e->n_writes_allocated * 2, (size_t) 64);
+                EngineWrite *w = reallocarray(e->writes, n, sizeof(EngineWrite));
+                if (!w)
+                        return;
+                e->writes = w;
+                e->n_writes_allocated = n;
+        }
+        e->writes[e->n_writes++] = (EngineWrite) {
+                .unit = TAKE_PTR(unit),
+                .type = a->type,
+                .value = TAKE_PTR(value),
+                .index = fl_registry_write_index(e->s->registry),
+                .seq = ++e->writes_seq,
+        };
+}
+
+static void engine_writes_clear(Engine *e) {
+        for (size_t i = 0; i < e->n_writes; i++) {
+                free(e->writes[i].unit);
+                free(e->writes[i].value);
+        }
+        e->n_writes = 0;
+}
+
 static void engine_op_done_action(Engine *e, EngineOp *op, int error) {
         const SchedAction *a = &e->actions[op->action];
+
+        if (error >= 0)
+                engine_record_write(e, a);
+        else if (!(a->type == SCHED_UNSCHEDULE && error == -ENOENT))
+                e->apply_failed = true;
 
         switch (a->type) {
         case SCHED_UNSCHEDULE:
@@ -486,7 +574,7 @@ static void engine_op_done(Registry *r, int error, void *userdata) {
         case ENGINE_OP_STEAL:
                 proceed = engine_op_done_lease(e, op, error);
                 engine_op_free(op);
-                e->busy = e->lease_busy = false;
+                e->lease_busy = false;
                 if (e->stopping) {
                         engine_finish_stop(e);
                         return;
@@ -537,22 +625,14 @@ static void engine_apply_pump(Engine *e) {
                  * so a unit moving between machines is never targeted twice. */
                 if (e->in_flight > 0 && a->type != e->actions[e->next_action - 1].type)
                         break;
+                /* A long batch (thousands of units on a busy store) goes on while the lease is
+                 * renewed beside it (engine_pass() runs from the tick meanwhile); it stops as
+                 * soon as the lease is not ours for sure any more. */
                 if (e->stopping || !e->leader || now >= e->lease_until) {
                         if (!e->stopping)
-                                log_warning("Engine lease expired during reconciliation, dropping %zu "
+                                log_warning("Engine lease lost during reconciliation, dropping %zu "
                                             "pending changes", e->n_actions - e->next_action);
                         e->next_action = e->n_actions;
-                        break;
-                }
-                /* A long batch (thousands of units on a busy store) must not outlive the lease:
-                 * when the renewal is due, stop here; the next pass renews and plans the rest
-                 * again from the mirror. Without this the lease ran out every 5 intervals while
-                 * 10,000 units were placed and the leadership bounced (test/bench.sh). */
-                if (now >= e->lease_renewed + e->interval) {
-                        log_debug("Engine renewal due, deferring %zu changes to the next pass",
-                                  e->n_actions - e->next_action);
-                        e->next_action = e->n_actions;
-                        e->pending = true;
                         break;
                 }
 
@@ -593,6 +673,40 @@ static void engine_maybe_gc(Engine *e, uint64_t now) {
         e->gc_running = true;
 }
 
+static void engine_settle_clear(Engine *e) {
+        for (size_t i = 0; i < e->n_settle_seen; i++)
+                free(e->settle_seen[i]);
+        e->settle_seen = mfree(e->settle_seen);
+        e->n_settle_seen = 0;
+}
+
+/* settle_seen |= the snapshot's machines: a merge of two sorted lists, O(seen + machines). */
+static int engine_settle_merge(Engine *e, const RegSnapshot *snap) {
+        size_t n = e->n_settle_seen, m = snap->n_machines, i = 0, j = 0, k = 0;
+        char **merged;
+
+        merged = new(char *, n + m + 1);
+        if (!merged)
+                return -ENOMEM;
+        while (i < n || j < m) {
+                int c = i >= n ? 1 : j >= m ? -1 : strcmp(e->settle_seen[i], snap->machines[j].id);
+                if (c <= 0) {
+                        merged[k++] = e->settle_seen[i++];
+                        if (c == 0)
+                                j++;
+                        continue;
+                }
+                /* On OOM it is left out: found present again next time. */
+                merged[k] = strdup(snap->machines[j++].id);
+                if (merged[k])
+                        k++;
+        }
+        free(e->settle_seen);
+        e->settle_seen = merged;
+        e->n_settle_seen = k;
+        return 0;
+}
+
 /* After an etcd outage every machine's presence may have expired, and the machines come back
  * one by one: a leader that planned at once would move every unit to the first machine that
  * re-registered and the others would stop theirs (fleet's reschedule storm, spec §9 #5). So
@@ -600,17 +714,16 @@ static void engine_maybe_gc(Engine *e, uint64_t now) {
  * finds units scheduled to machines it has not seen since then waits for them instead. */
 static bool engine_settling(Engine *e, const RegSnapshot *snap, uint64_t now) {
         if (now >= e->settle_until) {
-                e->settle_seen = fl_strv_free(e->settle_seen);
+                engine_settle_clear(e);
                 return false;
         }
         /* A machine seen since then and gone now is really lost: no waiting for it. */
-        for (size_t i = 0; i < snap->n_machines; i++)
-                if (!fl_strv_contains(e->settle_seen, snap->machines[i].id))
-                        (void) fl_strv_extend(&e->settle_seen, snap->machines[i].id);
+        if (engine_settle_merge(e, snap) < 0)
+                log_debug("Engine: out of memory remembering the machines seen");
         for (size_t i = 0; i < snap->n_units; i++) {
                 const RegUnit *u = &snap->units[i];
                 if (u->target && !fl_reg_snapshot_find_machine(snap, u->target) &&
-                    !fl_strv_contains(e->settle_seen, u->target)) {
+                    fl_sorted_find(e->settle_seen, e->n_settle_seen, sizeof(char *), u->target) < 0) {
                         log_debug("Engine waits until %" PRIu64 " for machine %s to re-register",
                                   e->settle_until, u->target);
                         engine_kick(e, e->settle_until - now);
@@ -618,6 +731,71 @@ static bool engine_settling(Engine *e, const RegSnapshot *snap, uint64_t now) {
                 }
         }
         return false;
+}
+
+static int engine_write_cmp(const void *a, const void *b) {
+        const EngineWrite *x = a, *y = b;
+        int c = strcmp(x->unit, y->unit);
+        return c != 0 ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* What the plan reads: the mirror's snapshot, overlaid with our own completed writes that the
+ * mirror does not show yet (job/<unit>/target and job/<unit>/unschedulable are written by the
+ * engine only). With it the pass after a batch plans at once, on the store as it is after our
+ * writes, instead of waiting for the mirror (up to a second per batch while 10,000 units were
+ * placed) or planning the same placements again on a stale view: those would only fail as
+ * creates of an existing key, but the per-machine constraints (Conflicts, load) of the other
+ * decisions would be checked against a wrong schedule. Returns snap itself when nothing is
+ * pending, NULL on OOM. */
+static const RegSnapshot *engine_view(Engine *e, const RegSnapshot *snap) {
+        uint64_t mirror = fl_registry_mirror_index(e->s->registry);
+        size_t k = 0;
+
+        for (size_t i = 0; i < e->n_writes; i++) {
+                EngineWrite *w = &e->writes[i];
+                if (w->index <= mirror) {
+                        free(w->unit);
+                        free(w->value);
+                } else
+                        e->writes[k++] = *w;
+        }
+        e->n_writes = k;
+        if (k == 0)
+                return snap;
+
+        if (snap->n_units > e->n_view_units_allocated) {
+                RegUnit *u = reallocarray(e->view_units, snap->n_units, sizeof(RegUnit));
+                if (!u)
+                        return NULL;
+                e->view_units = u;
+                e->n_view_units_allocated = snap->n_units;
+        }
+        if (snap->n_units > 0)
+                memcpy(e->view_units, snap->units, snap->n_units * sizeof(RegUnit));
+        qsort(e->writes, e->n_writes, sizeof(EngineWrite), engine_write_cmp);
+        for (size_t i = 0; i < e->n_writes; i++) {
+                const EngineWrite *w = &e->writes[i];
+                ssize_t x = fl_sorted_find(snap->units, snap->n_units, sizeof(RegUnit), w->unit);
+                if (x < 0)
+                        continue;   /* destroyed meanwhile */
+                RegUnit *u = &e->view_units[x];
+                switch (w->type) {
+                case SCHED_UNSCHEDULE:
+                        u->target = NULL;
+                        break;
+                case SCHED_SCHEDULE:
+                        u->target = w->value;
+                        break;
+                case SCHED_SET_REASON:
+                        u->unschedulable = w->value;
+                        break;
+                default:
+                        break;
+                }
+        }
+        e->view = *snap;
+        e->view.units = e->view_units;
+        return &e->view;
 }
 
 static void engine_reconcile(Engine *e) {
@@ -647,6 +825,12 @@ static void engine_reconcile(Engine *e) {
         if (engine_settling(e, snap, now))
                 return;
 
+        snap = engine_view(e, snap);
+        if (!snap) {
+                log_warning_errno(-ENOMEM, "Failed to compute the schedule: %m");
+                return;
+        }
+
         uint64_t fp = engine_fingerprint(snap);
         if (e->fp_idle_valid && fp == e->fp_idle)
                 return;
@@ -669,7 +853,7 @@ static void engine_reconcile(Engine *e) {
         e->actions = actions;
         e->n_actions = n;
         e->next_action = 0;
-        e->busy = true;
+        e->applying = true;
         engine_apply_pump(e);
 }
 
@@ -684,7 +868,7 @@ static int engine_start_lease_op(Engine *e, EngineOpKind kind, const RegLease *l
         int r = engine_op_start(op);
         if (r < 0)
                 return log_warning_errno(r, "Failed to contact the registry for the engine lease: %m");
-        e->busy = e->lease_busy = true;
+        e->lease_busy = true;
         return 0;
 }
 
@@ -694,8 +878,19 @@ static void engine_pass(Engine *e) {
 
         if (e->stopping)
                 return;
-        if (e->busy) {
+        if (e->lease_busy) {
                 e->pending = true;
+                return;
+        }
+        if (e->applying) {
+                /* A batch runs: all there is to do meanwhile is to renew the lease on time, and
+                 * plan again after the batch. No snapshot here: a rebuild for every kick (each
+                 * watch event, i.e. each of our own writes, kicks) took the engine's loop away
+                 * from the batch. */
+                e->pending = true;
+                if (e->leader && now < e->lease_until && now + e->interval / 4 >= e->lease_renewed + e->interval &&
+                    now >= e->renew_after)
+                        (void) engine_start_lease_op(e, ENGINE_OP_RENEW, NULL);
                 return;
         }
         if (!fl_registry_mirror_ready(reg))
@@ -727,7 +922,7 @@ static void engine_pass(Engine *e) {
                         log_warning_errno(r, "Failed to update cluster engine version: %m");
                         return;
                 }
-                e->busy = e->lease_busy = true;
+                e->lease_busy = true;
                 return;   /* the pass goes on from the callback */
         }
 
@@ -871,7 +1066,10 @@ Engine *fl_engine_free(Engine *e) {
         e->tick = sd_event_source_disable_unref(e->tick);
         e->kick = sd_event_source_disable_unref(e->kick);
         engine_actions_clear(e);
-        fl_strv_free(e->settle_seen);
+        engine_settle_clear(e);
+        engine_writes_clear(e);
+        free(e->writes);
+        free(e->view_units);
         free(e->leader_id);
         free(e);
         return NULL;

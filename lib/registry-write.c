@@ -280,6 +280,46 @@ int fl_registry_set_unschedulable_async(Registry *r, const char *name, const cha
         return fl_reg_op_start(op, done, userdata);
 }
 
+/* The lease's compare index. prev_index UINT64_MAX (which no store reaches) asks for a compare
+ * against the index of this registry's own last successful write of the lease, remembered
+ * here (in r->written, under the lease key, as a decimal number); -ESTALE when there is none.
+ * The engine renews that way: its mirror may not show its previous renewal yet, and a compare
+ * against the mirror's older index failed with -ESTALE (fleet's Go lease kept the index of its
+ * last write the same way). Any other prev_index is compared as it is. */
+#define LEASE_OWN_INDEX UINT64_MAX
+
+static uint64_t lease_own_index(Registry *r, const char *key) {
+        const char *v = fl_reg_written_get(r, key);
+        return v ? strtoull(v, NULL, 10) : 0;
+}
+
+static void lease_own_index_set(Registry *r, const char *key, uint64_t index) {
+        char buf[24];   /* 20 digits at most */
+
+        if (index == 0) {
+                fl_reg_written_set(r, key, NULL);
+                return;
+        }
+        (void) snprintf(buf, sizeof(buf), "%" PRIu64, index);
+        fl_reg_written_set(r, key, buf);
+}
+
+/* Single lease write: on success remember its index; a release forgets it. */
+static int lease_step(RegOp *op, int k, const EtcdResponse *resp) {
+        if (op->state++ == 0)
+                return 1;
+        if (k >= 0)
+                lease_own_index_set(op->reg, op->key[0],
+                                    op->req.method == ETCD_DELETE || !resp || !resp->node ? 0 :
+                                    resp->node->modified_index);
+        return k < 0 ? k : 0;
+}
+
+/* A compare on index 0 would be no compare at all: fail like a compare. */
+static int stale_step(RegOp *op, int k, const EtcdResponse *resp) {
+        return -ESTALE;
+}
+
 static int lease_set_op(Registry *r, const char *machine_id, int version, uint64_t ttl_sec, RegOp **ret) {
         _cleanup_free_ char *v = NULL;
         int k;
@@ -292,6 +332,7 @@ static int lease_set_op(Registry *r, const char *machine_id, int version, uint64
         k = single_op(r, ETCD_SET, reg_key(r, "lease", "engine-leader"), v, ret);
         if (k < 0)
                 return k;
+        (*ret)->step = lease_step;
         (*ret)->req.ttl_sec = ttl_sec;
         return 0;
 }
@@ -306,19 +347,14 @@ int fl_registry_lease_acquire_async(Registry *r, const char *machine_id, int ver
         return fl_reg_op_start(op, done, userdata);
 }
 
-/* A compare on index 0 would be no compare at all: fail like a compare. */
-static int stale_step(RegOp *op, int k, const EtcdResponse *resp) {
-        return -ESTALE;
-}
-
 int fl_registry_lease_renew_async(Registry *r, const char *machine_id, int version, uint64_t ttl_sec,
                                   uint64_t prev_index, RegDoneFn done, void *userdata) {
         RegOp *op;
         int k = lease_set_op(r, machine_id, version, ttl_sec, &op);
         if (k < 0)
                 return k;
-        op->req.prev_index = prev_index;
-        if (prev_index == 0)
+        op->req.prev_index = prev_index == LEASE_OWN_INDEX ? lease_own_index(r, op->key[0]) : prev_index;
+        if (op->req.prev_index == 0)
                 op->step = stale_step;
         return fl_reg_op_start(op, done, userdata);
 }
@@ -328,8 +364,9 @@ int fl_registry_lease_release_async(Registry *r, uint64_t prev_index, RegDoneFn 
         int k = single_op(r, ETCD_DELETE, reg_key(r, "lease", "engine-leader"), NULL, &op);
         if (k < 0)
                 return k;
-        op->req.prev_index = prev_index;
-        if (prev_index == 0)
+        op->step = lease_step;
+        op->req.prev_index = prev_index == LEASE_OWN_INDEX ? lease_own_index(r, op->key[0]) : prev_index;
+        if (op->req.prev_index == 0)
                 op->step = stale_step;
         return fl_reg_op_start(op, done, userdata);
 }
@@ -410,20 +447,13 @@ int fl_registry_job_clear_heartbeat_async(Registry *r, const char *name, RegDone
         return fl_reg_op_start(op, done, userdata);
 }
 
+/* states/<unit>/<machine> only. fleet v1.0.0 also wrote the legacy state/<unit> alongside
+ * (spec §4.1: "legacy, written alongside, never read"): nothing reads it, not fleet v1.0.0
+ * either, and it was a third of every agent's steady writes (each state refresh), so we no
+ * longer write it, nor delete it. A state/<unit> written by an older fleet expires with its
+ * TTL. */
 static int save_state_step(RegOp *op, int k, const EtcdResponse *resp) {
-        int s;
-
-        /* states/<unit>/<machine> (states 0-3), then the legacy state/<unit> (4-7), whose
-         * failures do not matter: nothing reads it. */
-        if (op->state < 4) {
-                s = ttl_key_step(op, 0, 0, op->u64[0], k);
-                if (s != 0)
-                        return s;
-                op->state = 4;
-                k = 0;
-        }
-        s = ttl_key_step(op, 4, 1, op->u64[0], k);
-        return s > 0 ? 1 : 0;
+        return ttl_key_step(op, 0, 0, op->u64[0], k);
 }
 
 int fl_registry_save_unit_state_async(Registry *r, const RegUnitState *st, uint64_t ttl_sec, RegDoneFn done,
@@ -438,51 +468,26 @@ int fl_registry_save_unit_state_async(Registry *r, const RegUnitState *st, uint6
         if (k < 0)
                 return k;
         op->key[0] = reg_key(r, "states", st->name, st->machine_id);
-        op->key[1] = reg_key(r, "state", st->name);
         op->value[0] = fl_reg_encode_unit_state(st);
-        op->value[1] = op->value[0] ? strdup(op->value[0]) : NULL;
-        if (!op->key[0] || !op->key[1] || !op->value[0] || !op->value[1])
+        if (!op->key[0] || !op->value[0])
                 return -ENOMEM;
         op->u64[0] = ttl_sec;
         return fl_reg_op_start(TAKE_PTR(op), done, userdata);
 }
 
 static int remove_state_step(RegOp *op, int k, const EtcdResponse *resp) {
-        Registry *r = op->reg;
-
         switch (op->state++) {
         case 0:
-                fl_reg_written_set(r, op->key[0], NULL);
-                fl_reg_written_set(r, op->key[1], NULL);
+                fl_reg_written_set(op->reg, op->key[0], NULL);
                 fl_reg_req(op, ETCD_DELETE, op->key[0], NULL);
                 return 1;
         case 1:
                 if (k < 0 && k != -ENOENT)
                         return k;
                 /* Drop states/<unit> if that was its last machine (fails when not empty). */
-                fl_reg_req(op, ETCD_DELETE, op->key[2], NULL);
+                fl_reg_req(op, ETCD_DELETE, op->key[1], NULL);
                 op->req.dir = true;
                 return 1;
-        case 2:
-                /* The legacy key holds whichever machine wrote last: delete it only if that is
-                 * us, with a compare on its index. */
-                fl_reg_req(op, ETCD_GET, op->key[1], NULL);
-                return 1;
-        case 3: {
-                RegUnitState st = {};
-                bool ours;
-                if (k < 0 || !resp || !resp->node || !resp->node->value)
-                        return 0;
-                if (fl_reg_decode_unit_state(resp->node->value, &st) < 0)
-                        return 0;
-                ours = streq_ptr(st.machine_id, op->value[0]);
-                fl_reg_unit_state_done(&st);
-                if (!ours)
-                        return 0;
-                fl_reg_req(op, ETCD_DELETE, op->key[1], NULL);
-                op->req.prev_index = resp->node->modified_index;
-                return 1;
-        }
         default:
                 return 0;
         }
@@ -499,10 +504,8 @@ int fl_registry_remove_unit_state_async(Registry *r, const char *name, const cha
         if (k < 0)
                 return k;
         op->key[0] = reg_key(r, "states", name, machine_id);
-        op->key[1] = reg_key(r, "state", name);
-        op->key[2] = reg_key(r, "states", name);
-        op->value[0] = strdup(machine_id);
-        if (!op->key[0] || !op->key[1] || !op->key[2] || !op->value[0])
+        op->key[1] = reg_key(r, "states", name);
+        if (!op->key[0] || !op->key[1])
                 return -ENOMEM;
         return fl_reg_op_start(TAKE_PTR(op), done, userdata);
 }

@@ -507,7 +507,9 @@ static int cmp_load(const Plan *p, size_t a, size_t b) {
         const PMachine *ma = &p->machines[a], *mb = &p->machines[b];
         if (ma->n_view != mb->n_view)
                 return ma->n_view < mb->n_view ? -1 : 1;
-        return strcmp(ma->m->id, mb->m->id);
+        /* Ties by ID: the snapshot's machines are sorted by ID, so by index. (A strcmp here
+         * was half of a plan placing 10,000 units on 1,000 machines, where most loads tie.) */
+        return a < b ? -1 : a > b;
 }
 
 /* Machines by (load, ID); the views must be fresh. Insertion sort in place, starting from the

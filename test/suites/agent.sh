@@ -140,6 +140,8 @@ c_registry_state() {
 	st=$(eget "states/hello.service/$ID")
 	expect_eq "state" "$(jq -c '[.loadState,.activeState,.subState,.unitHash,.machineState.ID]' <<<"$st")" \
 		"[\"loaded\",\"active\",\"running\",\"$H_HELLO\",\"$ID\"]" || return 1
+	# fleet's legacy state/<unit> (spec §4.1: never read) is not written any more.
+	eexists state/hello.service && { echo "legacy state/hello.service written"; return 1; }
 	# Heartbeats and states are refreshed: still there after two TTLs.
 	sleep $((2 * TTL))
 	eexists job/hello.service/job-state && eexists "states/hello.service/$ID" || { echo "expired"; show_log; return 1; }
@@ -211,6 +213,8 @@ c_unload() {
 	inactive bye.service || return 1
 	wait_for 10 "systemd forgot bye.service" eval '[ "$(load_state bye.service)" = not-found ]' || return 1
 	wait_for 10 "bye state removed" eval '! eexists "states/bye.service/$ID"' || return 1
+	eexists states/bye.service && { echo "states/bye.service left behind"; return 1; }
+	eexists state/bye.service && { echo "legacy state/bye.service written"; return 1; }
 	! eexists job/bye.service/job-state
 }
 

@@ -5,6 +5,7 @@
  * must produce, and then checks that the plan is settled: the snapshot with those actions
  * applied must plan to nothing (no reschedule storms, no reason flapping). */
 #include <stdio.h>
+#include <time.h>
 
 #include "buf.h"
 #include "scheduler.h"
@@ -716,6 +717,75 @@ TEST(many_units_balance) {
         fl_strv_free(gone.metadata);
 }
 
+/* ---- The benchmark's cluster ---- */
+
+static uint64_t mono_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+TEST(large_cluster) {
+        /* test/bench.sh: 10,000 units on 1,000 machines. One plan places every unit, 10 per
+         * machine; the plan of the placed cluster (what the engine computes after each batch)
+         * is empty; a lost machine moves exactly its 10 units. The time bound (generous, for
+         * sanitizer builds on a busy box) catches a plan that became quadratic. */
+        enum { M = 1000, U = 10000 };
+        _cleanup_(snap_freep) RegSnapshot *s = NULL;
+        static char machines[M * 6 + 1];
+        char **specs = new0(char *, U + 1);
+        ASSERT_NOT_NULL(specs);
+        for (int i = 0; i < M; i++)
+                snprintf(machines + 6 * i, sizeof(machines) - 6 * i, "m%04d%s", i, i + 1 < M ? " " : "");
+        for (int i = 0; i < U; i++)
+                ASSERT_TRUE(asprintf(&specs[i], "u%05d.service", i) > 0);
+        int r = snap_build(machines, (const char *const *) specs, &s);
+        fl_strv_free(specs);
+        ASSERT_OK(r);
+
+        SchedAction *a = NULL;
+        size_t n = 0;
+        uint64_t t0 = mono_usec();
+        ASSERT_OK(fl_scheduler_plan(s, &a, &n));
+        uint64_t t1 = mono_usec();
+        ASSERT_EQ(n, (size_t) U);
+        apply_actions(s, a, n);
+        a = fl_sched_actions_free(a, n);
+        size_t *load = new0(size_t, M);
+        ASSERT_NOT_NULL(load);
+        for (size_t i = 0; i < s->n_units; i++) {
+                ASSERT_NOT_NULL(s->units[i].target);
+                load[atoi(s->units[i].target + 1)]++;
+        }
+        for (size_t i = 0; i < M; i++)
+                ASSERT_EQ(load[i], (size_t) (U / M));
+        free(load);
+
+        uint64_t t2 = mono_usec();
+        ASSERT_OK(fl_scheduler_plan(s, &a, &n));
+        uint64_t t3 = mono_usec();
+        ASSERT_EQ(n, (size_t) 0);
+
+        RegMachine gone = s->machines[500];
+        memmove(s->machines + 500, s->machines + 501, (M - 501) * sizeof(RegMachine));
+        s->n_machines--;
+        ASSERT_OK(fl_scheduler_plan(s, &a, &n));
+        ASSERT_EQ(n, (size_t) (2 * U / M));
+        for (size_t i = 0; i < n; i++)
+                if (a[i].type == SCHED_UNSCHEDULE)
+                        ASSERT_STREQ(a[i].machine_id, gone.id);
+                else
+                        ASSERT_TRUE(a[i].type == SCHED_SCHEDULE && !streq(a[i].machine_id, gone.id));
+        fl_sched_actions_free(a, n);
+        free(gone.id);
+        fl_strv_free(gone.metadata);
+
+        fprintf(stderr, "# large_cluster: placing plan %.1f ms, settled plan %.1f ms\n",
+                (t1 - t0) / 1000.0, (t3 - t2) / 1000.0);
+        ASSERT_TRUE(t1 - t0 < 10 * 1000000);
+        ASSERT_TRUE(t3 - t2 < 10 * 1000000);
+}
+
 /* ---- Random clusters ---- */
 
 
@@ -961,4 +1031,4 @@ TEST(action_names) {
 }
 
 TEST_MAIN(T(table), T(replace_cycle_settles), T(replace_cycle_from_running), T(unschedule_whys),
-          T(replace_why), T(many_units_balance), T(random_clusters_settle), T(action_names))
+          T(replace_why), T(many_units_balance), T(large_cluster), T(random_clusters_settle), T(action_names))
