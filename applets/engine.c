@@ -33,8 +33,6 @@
 #define ENGINE_MIRROR_WAIT_USEC (1 * ENGINE_USEC_PER_SEC)
 #define ENGINE_GC_INTERVAL_USEC (5 * 60 * ENGINE_USEC_PER_SEC)
 #define ENGINE_GC_GRACE_USEC (5 * 60 * ENGINE_USEC_PER_SEC)
-/* Lease compare index meaning "our own last write of the lease" (lib/registry-write.c). */
-#define ENGINE_LEASE_OWN_INDEX UINT64_MAX
 /* Writes of one pass in flight at once. etcd on a 2-core box took the same ~5,000 requests/s
  * from 8, 16, 32 or 64 concurrent writers (fleet-bench populate); in test/bench.sh 64 placed
  * 10,000 units no faster than 32 (single runs on a shared box). More than the etcd client's
@@ -267,7 +265,7 @@ static int engine_op_start(EngineOp *op) {
          * action rebuilt it after each watch event, 40% of the engine's time while it placed
          * 10,000 units (test/bench.sh). */
         /* The compare index of a renewal or release. A leader compares against its own last
-         * write of the lease, which the registry remembers (ENGINE_LEASE_OWN_INDEX): every
+         * write of the lease, which the registry remembers (FL_REG_LEASE_OWN_INDEX): every
          * acquire, renewal and takeover that made us leader went through it, and the mirror
          * may not show the latest yet (a compare against the mirror's older index failed with
          * -ESTALE). Otherwise (after a restart, after failed renewals) the mirror's index, but
@@ -280,7 +278,7 @@ static int engine_op_start(EngineOp *op) {
         bool lease = !own && (op->kind == ENGINE_OP_RENEW || op->kind == ENGINE_OP_STEAL ||
                               op->kind == ENGINE_OP_RELEASE);
         const RegSnapshot *snap = lease ? fl_registry_snapshot(reg) : NULL;
-        uint64_t cmp_index = own ? ENGINE_LEASE_OWN_INDEX :
+        uint64_t cmp_index = own ? FL_REG_LEASE_OWN_INDEX :
                              snap && streq_ptr(snap->lease.machine_id, engine_self(e)) ? snap->lease.index : 0;
         int r = -EINVAL;
 

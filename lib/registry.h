@@ -163,7 +163,11 @@ int fl_registry_unschedule_async(Registry *r, const char *name, const char *mach
                                  void *userdata);
 int fl_registry_set_unschedulable_async(Registry *r, const char *name, const char *reason,
                                         RegDoneFn done, void *userdata);
-/* Lease (lease/engine-leader, {"MachineID":..,"Version":..}) and engine/version. */
+/* Lease (lease/engine-leader, {"MachineID":..,"Version":..}) and engine/version. renew and
+ * release compare on prev_index; FL_REG_LEASE_OWN_INDEX compares on the index of this
+ * registry's own last successful write of the lease instead (-ESTALE when there is none): a
+ * holder's mirror may not show its previous renewal yet. */
+#define FL_REG_LEASE_OWN_INDEX UINT64_MAX
 int fl_registry_lease_acquire_async(Registry *r, const char *machine_id, int version, uint64_t ttl_sec,
                                     RegDoneFn done, void *userdata);
 int fl_registry_lease_renew_async(Registry *r, const char *machine_id, int version, uint64_t ttl_sec,
@@ -182,8 +186,8 @@ int fl_registry_job_heartbeat_async(Registry *r, const char *name, const char *m
 int fl_registry_job_clear_heartbeat_async(Registry *r, const char *name, RegDoneFn done, void *userdata);
 int fl_registry_save_unit_state_async(Registry *r, const RegUnitState *st, uint64_t ttl_sec, RegDoneFn done,
                                       void *userdata);
-/* Removes states/<name>/<machine_id> only (not every machine's, unlike fleet v1) and the
- * legacy state/<name> if it names this machine. */
+/* Removes states/<name>/<machine_id> only (not every machine's, unlike fleet v1). fleet v1's
+ * legacy state/<name> (never read) is neither written nor removed. */
 int fl_registry_remove_unit_state_async(Registry *r, const char *name, const char *machine_id,
                                         RegDoneFn done, void *userdata);
 

@@ -716,69 +716,48 @@ fi
 why_missed() {
 	case $1 in
 	submit_1000) cat <<-'EOF'
-		- **submit of 1,000 units**: O(N²) in the daemon. Each `PUT /units/<name>` goes through
-		  `api_read()` (applets/api.c): it waits until the registry mirror shows the previous write
-		  (read-your-writes), then `fl_registry_snapshot()` rebuilds the whole decoded snapshot
-		  (`fl_reg_snapshot_build`, lib/registry-snapshot.c, O(all units); see the "snapshot rebuild"
-		  rows: ~6 ms at 1,000 units) because the mirror changed. The server profile below is that
-		  rebuild (strcmp / fl_reg_tree_ensure / flush_unit / walk). fleetctl also sends the PUTs one
-		  at a time, each 3 sequential etcd writes (unit/<hash>, job object, target-state).
-		  Fix: let the PUT decide from the one unit it needs (look the key up in the mirror tree)
-		  instead of a full snapshot, or make the snapshot incremental; pipeline the PUTs.
+		- **submit of 1,000 units**: bounded by etcd on this machine. fleetctl reads the registry
+		  once, validates every file, then sends the PUTs over 4 keep-alive connections; the daemon
+		  decides each from its mirror (decoded per event, no rebuild) and writes the unit with 3
+		  etcd requests (unit/<hash>, target-state, object; an inactive unit needs no read-back).
+		  1,000 units are 3,000 etcd writes. The Notes of the row give etcd's own floor for exactly
+		  these writes, sent by fleet's client at its best concurrency, and the CPU etcd and fleetd
+		  used during the submit: etcd alone keeps more than one of the two cores busy for most
+		  of the wall time. What fleet adds is the ratio of the median to that floor; below it
+		  only a faster etcd helps (or etcd v3, whose transactions batch several keys per write).
 		EOF
 		;;
 	rss_10000) cat <<-'EOF'
-		- **daemon memory with 10,000 units**: valgrind massif of `fleet scheduler` on the same
-		  registry (10,000 units with states, 70,000 keys, ~20 MB of etcd JSON): the live heap
-		  settles at ~38 MB — the mirror tree keeps every key and raw JSON value (strdup in
-		  `fl_reg_tree_set`/`fl_reg_tree_ensure`, ~17 MB), the decoded snapshot (`flush_unit`,
-		  ~6 MB), parsed unit files and requirements. The peak is ~113 MB during each full read:
-		  the whole HTTP body in one buffer (`fl_buf_append` doubling to 33 MB for 20 MB) plus the
-		  cJSON tree of it (~19 MB) plus the EtcdNode copy. glibc keeps that heap afterwards
-		  (fragmented by the long-lived tree strings), so RSS stays near the peak, and a daemon
-		  whose watch fell behind (etcd's 1,000-event window) did several such re-reads. Fixes:
-		  parse the recursive GET incrementally into the tree (no body buffer, no cJSON tree),
-		  store the mirror's values decoded and compact (states, job objects, machines), drop the
-		  legacy `state/<unit>` keys from the mirror, `malloc_trim(0)` after a full read.
+		- **daemon memory with 10,000 units**: the mirror (lib/registry-store.c) keeps ~1 KiB per
+		  unit decoded (job record, unit state, unit file in one block, snapshot entries; see
+		  test-registry-store's "heap per unit" lines). RSS above that is heap the allocator keeps:
+		  a full read is flattened and freed before the store is built so the store packs, but
+		  events arriving while a burst of writes lands still leave some holes.
 		EOF
 		;;
 	list-unit-files_api_1000 | list-unit-files_api_10000) cat <<-'EOF'
 		- **list-unit-files through the API**: fleet's paging (token_limit 100, as fleet) makes
-		  10,000 units 100 sequential page requests, each encoded from the daemon's snapshot
-		  (`units_item_json`, `fl_api_json_field`) and decoded by fleetctl (malloc-bound, see the
-		  profile). The variance comes from the snapshot: when the mirror changed since the last
-		  read — the engine's own lease renewal every engine_reconcile_interval is enough — the
-		  next page pays a full rebuild (`fl_reg_snapshot_build`, the "snapshot rebuild" row:
-		  ~110 ms at 10,000 units; the strcmp / fl_reg_tree_ensure / fl_reg_tree_find in the
-		  server profile). Fixes: a snapshot that is not invalidated by keys the listing does
-		  not read (lease, heartbeats), or incremental; a larger token_limit.
+		  10,000 units 100 page requests; the daemon encodes each page from its always-current
+		  snapshot (no rebuild), and most of the time is fleetctl's own CPU decoding 10,000 units'
+		  options (JSON, malloc: see the profile).
 		EOF
 		;;
-	place_1000) cat <<-'EOF'
-		- **placing 10,000 units on 1,000 machines**: etcd is the bottleneck. The simulated agents'
-		  TTL refreshes alone need 3 writes per unit every agent_ttl×4/5 (job-state, states/<u>/<m>
-		  and the legacy state/<u>: ~1,250 writes/s at 10,000 units and agent_ttl 30 s), on a store
-		  that takes ~2,000-4,000 writes/s on this box; the engine's 10,000 creates (16 in flight)
-		  compete with them. The "machines only heartbeat" row isolates the engine: there 40% of
-		  the wall time are the gaps between batches: a batch stops when the lease renewal is due
-		  (applets/engine.c), then the next pass waits up to 1 s for its mirror to show its own
-		  writes. The mirror lags because an etcd v2 watch returns one event per round trip, so at
-		  thousands of writes/s it falls out of etcd's 1,000-event window and re-reads the whole
-		  prefix (6.5 MB at 10,000 units), and each kick in between rebuilds the full snapshot
-		  (~100 ms CPU, 34% of the engine's CPU during placement). Fixes: renew the lease
-		  concurrently with a batch and keep applying the planned actions; streaming watches
-		  (`?stream=true`) or etcd v3; an incremental snapshot; drop the legacy state/ writes.
+	place_1000 | place_1000_quiet | place_200) cat <<-'EOF'
+		- **placing 10,000 units on 1,000 machines**: the engine writes 16 create-only
+		  `job/<unit>/target` keys at a time, renewing its lease beside the batch, planning on its
+		  mirror overlaid with its own completed writes, so it never waits for the mirror between
+		  batches; the simulated agents meanwhile publish states and heartbeats (2 writes per unit
+		  per refresh period). The Notes give etcd's own floor for 10,000 such writes; the rest is
+		  round trips at 16 in flight on two cores shared with etcd and the simulator.
 		EOF
 		;;
 	failover | failover_engine) cat <<-'EOF'
 		- **replacement after a machine loss**: measured from the machine's last heartbeat, so it
 		  holds the whole agent_ttl. Compare the rows: "etcd expires its key" (TTL plus etcd's
-		  lateness: it expires keys on its leader's periodic sync, later under write load) and
-		  "engine's last schedule" (the engine learns of the expiry through its mirror's watch of
-		  the whole prefix, one event per round trip, behind the agents' state writes; then a kick,
-		  a snapshot rebuild of ~100 ms CPU at 10,000 units, the plan, 50 unschedules then 50
-		  schedules at 16 in flight). The agents see the new targets through their own mirrors
-		  (here: the simulator, one pass every few hundred ms).
+		  lateness: it expires keys on its leader's periodic sync, later under write load), the
+		  engine's last schedule (it sees the expiry on its streaming watch, plans, unschedules and
+		  schedules 50 units at 16 in flight), and the agents, which see the new targets through
+		  their own mirrors (here: the simulator's, one pass every few hundred ms).
 		EOF
 		;;
 	esac

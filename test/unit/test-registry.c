@@ -248,8 +248,16 @@ TEST(target_state_and_destroy) {
         SETUP();
         _cleanup_(fl_registry_freep) Registry *r = reg_new(NULL);
         _cleanup_(fl_unit_file_freep) UnitFile *u = unit(hello_text);
+        uint64_t n0, n1;
 
+        /* An inactive create is exactly three writes (no read-back: see create_inactive_step). */
+        fl_registry_stats(r, &n0, NULL, NULL);
         ASSERT_OK(fl_registry_create_unit(r, "a.service", u, JOB_STATE_INACTIVE));
+        fl_registry_stats(r, &n1, NULL, NULL);
+        ASSERT_EQ(n1 - n0, 3);
+        _cleanup_free_ char *ts0 = raw_get("job/a.service/target-state");
+        ASSERT_STREQ(ts0, "inactive");
+        ASSERT_TRUE(raw_exists("job/a.service/object"));
         ASSERT_OK(fl_registry_set_target_state(r, "a.service", JOB_STATE_LOADED));
         _cleanup_free_ char *ts = raw_get("job/a.service/target-state");
         ASSERT_STREQ(ts, "loaded");
@@ -300,9 +308,10 @@ TEST(schedule_and_states) {
         _cleanup_free_ char *want = fl_reg_encode_unit_state(&st);
         char key[128];
         snprintf(key, sizeof(key), "states/web.service/%s", m1);
-        _cleanup_free_ char *raw_st = raw_get(key), *raw_legacy = raw_get("state/web.service");
+        _cleanup_free_ char *raw_st = raw_get(key);
         ASSERT_STREQ(raw_st, want);
-        ASSERT_STREQ(raw_legacy, want);
+        /* fleet's legacy state/<unit> (never read) is not written any more. */
+        ASSERT_FALSE(raw_exists("state/web.service"));
         ASSERT_TRUE(raw_num(key, "ttl") > 25);
         ASSERT_TRUE(strstr(raw_st, "\"machineState\":{\"ID\":\"c31e44e1f7f642bea3b54b7f6d0be1c5\",\"PublicIP\":\"\","
                                    "\"Metadata\":null,\"Capabilities\":null,\"Version\":\"\"}") != NULL);
@@ -347,7 +356,7 @@ TEST(schedule_and_states) {
         ASSERT_FALSE(raw_exists("job/web.service/job-state"));
         ASSERT_OK(ASYNC(e, fl_registry_job_clear_heartbeat_async(r, "web.service", done_cb, DONE)));
 
-        /* Another machine's state survives removing ours; the legacy key goes only if ours. */
+        /* Another machine's state survives removing ours. */
         RegUnitState st2 = st;
         st2.machine_id = (char *) m2;
         ASSERT_OK(ASYNC(e, fl_registry_save_unit_state_async(r, &st2, 30, done_cb, DONE)));
@@ -355,8 +364,6 @@ TEST(schedule_and_states) {
         ASSERT_FALSE(raw_exists(key));
         snprintf(key, sizeof(key), "states/web.service/%s", m2);
         ASSERT_TRUE(raw_exists(key));
-        _cleanup_free_ char *legacy2 = raw_get("state/web.service");
-        ASSERT_NOT_NULL(legacy2);
         ASSERT_OK(ASYNC(e, fl_registry_remove_unit_state_async(r, "web.service", m2, done_cb, DONE)));
         ASSERT_FALSE(raw_exists(key));
         ASSERT_FALSE(raw_exists("state/web.service"));
