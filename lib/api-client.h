@@ -118,10 +118,10 @@ int fl_api_create_unit(ApiClient *c, const char *name, const UnitFile *u, char *
  * keep-alive connection (the client's own one among them). After a failure no further request
  * is sent; those in flight finish. On failure *ret_failed is the lowest index that failed and
  * *ret_error its message; units after it may have been created by requests in flight.
- * 4 at once: fleetd writes each unit to etcd over its pool of 4 kept-alive connections
- * (lib/etcd.c); more PUTs at once make it open a connection per etcd request beyond those,
- * which measured no faster (1,000 units) and costs a TLS handshake each with a TLS etcd. */
-#define FL_API_BATCH_PARALLEL 4U
+ * 16 at once: fleetd writes each unit with 3 sequential etcd requests over its pool of 16
+ * kept-alive connections (lib/etcd.c), and etcd on a 2-core box takes the most writes per
+ * second at about 16 in flight (bench/RESULTS.md: 1,000 units in ~0.5 s, ~0.8 s with 4). */
+#define FL_API_BATCH_PARALLEL 16U
 #define FL_API_BATCH_PARALLEL_TUNNEL 4U
 int fl_api_create_units(ApiClient *c, char *const *names, UnitFile *const *files, size_t n, size_t parallel,
                         size_t *ret_failed, char **ret_error);

@@ -117,7 +117,7 @@ struct Registry {
         RegStore *store;
         uint64_t mirror_index;
         EtcdCall *mirror_call;
-        sd_event_source *mirror_timer, *change_defer, *stall_timer;
+        sd_event_source *mirror_timer, *change_defer, *stall_timer, *quiet_timer;
         uint64_t stall_index;       /* our write the stream must show before stall_timer */
         uint64_t backoff_usec;
         uint64_t n_reads;           /* full reads done (first + recoveries) */

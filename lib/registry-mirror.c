@@ -13,6 +13,8 @@
 /* A stream silent this long is restarted, so a dead connection is noticed (an idle registry is
  * silent: heartbeats are TTL refreshes, which etcd does not report). */
 #define MIRROR_WATCH_TIMEOUT_USEC (30 * 1000 * 1000ULL)
+/* Silence this long right after events restarts the stream once (see quiet_timer()). */
+#define MIRROR_QUIET_USEC (2 * 1000 * 1000ULL)
 /* How long our own write may stay unseen before the stream is taken for dead. */
 #define MIRROR_STALL_USEC (3 * 1000 * 1000ULL)
 
@@ -222,11 +224,44 @@ static bool apply_event(Registry *r, const EtcdResponse *resp) {
         return k > 0;
 }
 
+static int quiet_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Registry *r = userdata;
+        int k;
+
+        /* Events were flowing, then nothing: etcd may have dropped the stream (it does so,
+         * silently, to a reader that fell 100 events behind, i.e. precisely under load). A new
+         * stream from the last event seen costs one request, and catches up if it was. */
+        if (r->mirror_loaded && r->mirror_call) {
+                log_debug("registry: stream quiet after events, watching again from %" PRIu64, r->mirror_index + 1);
+                k = mirror_watch(r);
+                if (k < 0)
+                        mirror_retry(r, k);
+        }
+        return 0;
+}
+
+/* (Re)arms quiet_timer MIRROR_QUIET_USEC after this event. */
+static void quiet_arm(Registry *r) {
+        uint64_t now;
+
+        if (sd_event_now(r->event, CLOCK_MONOTONIC, &now) < 0)
+                return;
+        if (r->quiet_timer) {
+                if (sd_event_source_set_time(r->quiet_timer, now + MIRROR_QUIET_USEC) >= 0 &&
+                    sd_event_source_set_enabled(r->quiet_timer, SD_EVENT_ONESHOT) >= 0)
+                        return;
+                r->quiet_timer = sd_event_source_disable_unref(r->quiet_timer);
+        }
+        (void) sd_event_add_time(r->event, &r->quiet_timer, CLOCK_MONOTONIC, now + MIRROR_QUIET_USEC, 0,
+                                 quiet_timer, r);
+}
+
 static void stream_event(EtcdClient *c, EtcdResponse *ev, void *userdata) {
         Registry *r = userdata;
         int k;
 
         r->backoff_usec = 0;
+        quiet_arm(r);
         if (apply_event(r, ev))
                 mirror_changed(r);
         if (!r->mirror_loaded) {

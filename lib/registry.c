@@ -64,6 +64,7 @@ Registry *fl_registry_free(Registry *r) {
         r->mirror_timer = sd_event_source_disable_unref(r->mirror_timer);
         r->change_defer = sd_event_source_disable_unref(r->change_defer);
         r->stall_timer = sd_event_source_disable_unref(r->stall_timer);
+        r->quiet_timer = sd_event_source_disable_unref(r->quiet_timer);
         fl_reg_store_free(r->store);
         fl_reg_tree_clear(&r->written);
         fl_reg_tree_clear(&r->gc_seen);
