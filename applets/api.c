@@ -577,6 +577,9 @@ static void serve_metrics(Api *a, HttpRequest *req) {
         metric(&b, "fleet_registry_sent_bytes_total", "counter", "Bytes sent to etcd.", out);
         metric(&b, "fleet_registry_mirror_index", "gauge", "etcd index the registry mirror has applied.",
                fl_registry_mirror_index(reg));
+        metric(&b, "fleet_registry_mirror_reads_total", "counter",
+               "Full reads of the registry by the mirror (the first, then after falling out of etcd's history).",
+               fl_registry_mirror_reads(reg));
         metric(&b, "fleet_machine_registered", "gauge", "1 once this machine's presence is established.",
                a->server->registered ? 1 : 0);
         if (snap) {

@@ -179,7 +179,6 @@ void fl_reg_mirror_wrote(Registry *r, uint64_t index);
 int fl_reg_gc_step(RegOp *op, int r, const EtcdResponse *resp);
 
 /* Test hooks (registry-mirror.c): stop the mirror's watch without restarting it; start it
- * again from the last applied index; full reads done so far. */
+ * again from the last applied index. */
 void fl_reg_mirror_pause(Registry *r);
 int fl_reg_mirror_resume(Registry *r);
-uint64_t fl_reg_mirror_reads(Registry *r);

@@ -150,6 +150,9 @@ static void read_done(EtcdClient *c, int k, EtcdResponse *borrowed, void *userda
         resp = fl_etcd_response_free(resp);
         if (k >= 0) {
                 r->store = fl_reg_store_free(r->store);
+                /* Merges what was just freed (glibc keeps small chunks unmerged in fast bins,
+                 * and would hand them out again scattered over the whole heap). */
+                (void) malloc_trim(0);
                 k = load_flat(&f, &st);
         }
         fl_buf_done(&f.buf);
@@ -367,7 +370,7 @@ int fl_reg_mirror_resume(Registry *r) {
         return r->mirror_loaded ? mirror_watch(r) : mirror_read(r);
 }
 
-uint64_t fl_reg_mirror_reads(Registry *r) {
+uint64_t fl_registry_mirror_reads(Registry *r) {
         return r->n_reads;
 }
 

@@ -134,6 +134,8 @@ const RegSnapshot *fl_registry_snapshot(Registry *r);
 /* Highest store index the mirror has applied / this client has written. An API server that
  * wrote at index N waits until mirror index >= N before answering reads (read-your-writes). */
 uint64_t fl_registry_mirror_index(Registry *r);
+/* Full reads the mirror did: the first, then one per fall out of etcd's event history. */
+uint64_t fl_registry_mirror_reads(Registry *r);
 uint64_t fl_registry_write_index(Registry *r);
 
 /* ---- Writing ----

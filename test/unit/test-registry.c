@@ -668,7 +668,7 @@ TEST(mirror_index_cleared) {
         ASSERT_OK(fl_registry_create_unit(w, "gone.service", u, JOB_STATE_LOADED));
         ASSERT_OK(fl_registry_mirror_start(r, on_change, &c));
         ASSERT_TRUE(run_until(e, ready_cond, &c, 5000000));
-        ASSERT_EQ(fl_reg_mirror_reads(r), 1);
+        ASSERT_EQ(fl_registry_mirror_reads(r), 1);
         ASSERT_NOT_NULL(fl_reg_snapshot_find_unit(fl_registry_snapshot(r), "gone.service"));
 
         /* Stop the watch, change things, then push etcd's 1000-event history past the
@@ -691,7 +691,7 @@ TEST(mirror_index_cleared) {
         ASSERT_TRUE(run_until(e, unit_cond, &c, 10000000));
         ASSERT_NULL(fl_reg_snapshot_find_unit(fl_registry_snapshot(r), "gone.service"));
         /* Recovered by a full read, not by replaying events. */
-        ASSERT_EQ(fl_reg_mirror_reads(r), 2);
+        ASSERT_EQ(fl_registry_mirror_reads(r), 2);
         ASSERT_TRUE(fl_registry_mirror_ready(r));
 
         /* And the watch goes on afterwards. */
