@@ -424,12 +424,26 @@ void fl_api_call_start_write(ApiCall *c) {
         c->api->writing = c;
 }
 
+static uint64_t *unit_write_slot(Api *a, const char *name) {
+        uint32_t h = 2166136261u;   /* FNV-1a */
+
+        for (const char *p = name; *p; p++)
+                h = (h ^ (uint8_t) *p) * 16777619u;
+        return &a->unit_writes[h % API_UNIT_WRITE_SLOTS];
+}
+
 bool fl_api_call_finish_write(ApiCall *c) {
+        uint64_t *slot;
+
         if (!c->api) {
                 fl_api_call_free(c);
                 return false;
         }
         list_remove(&c->api->writing, c);
+        if (c->item) {
+                slot = unit_write_slot(c->api, c->item);
+                *slot = MAX(*slot, fl_registry_write_index(c->api->server->registry));
+        }
         return true;
 }
 
@@ -514,7 +528,9 @@ static void api_read(Api *a, HttpRequest *req, const char *item, ApiReadFn fn) {
                 return;
         }
         c->read_fn = fn;
-        c->wait_index = fl_registry_write_index(reg);
+        /* One unit: after our own writes to it (a PUT of a new unit need not wait for the
+         * writes of the other PUTs in flight beside it). Lists: after all our writes. */
+        c->wait_index = item ? *unit_write_slot(a, item) : fl_registry_write_index(reg);
         /* Only decode when the answer can be given now (see waiting_process()). */
         snap = fl_registry_mirror_index(reg) >= c->wait_index ? fl_registry_snapshot(reg) : NULL;
         if (snap) {

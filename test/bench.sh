@@ -75,6 +75,7 @@ cleanup() {
 	done
 	[ -n "$SD_STARTED" ] && sd_stop >/dev/null 2>&1
 	"$TOP/test/lib/etcd.sh" stop "$ETCD_NAME" >/dev/null 2>&1
+	"$TOP/test/lib/etcd.sh" stop "floor$ETCD_NAME" >/dev/null 2>&1
 	exec 7>&- 2>/dev/null
 	rm -rf "$T"
 }
@@ -187,7 +188,17 @@ sect_etcd() {
 			"$(field median_ms "$out")" ms "" 500 "p90 $(field p90_ms "$out") ms; value $(field bytes "$out") bytes (a submitted unit's {\"Raw\":...})"
 	fi
 	delete_prefix "$PREFIX_BASE/wrtt"
-	etcd_floors
+	# The floors write ~110,000 keys: on an etcd of their own (same flags, stopped after), so
+	# the fleet measurements after them do not pay for it (etcd snapshots its whole v2 store
+	# every 100,000 writes, which landed in the middle of the submit measurement).
+	local EP
+	if EP=$("$TOP/test/lib/etcd.sh" start "floor$ETCD_NAME" 1); then
+		EP=${EP%%,*}
+		etcd_floors
+		"$TOP/test/lib/etcd.sh" stop "floor$ETCD_NAME" >/dev/null 2>&1
+	else
+		log "no etcd for the floors"
+	fi
 	for i in $(seq 20); do
 		curl_ms+=("$(curl -fs -o /dev/null -w '%{time_total}' "$(k $PREFIX_BASE/ping)" | awk '{printf "%.3f", $1 * 1000}')")
 	done
