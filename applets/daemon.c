@@ -211,18 +211,8 @@ static void registry_config_from(const FleetConfig *c, RegistryConfig *ret) {
         };
 }
 
-static bool strv_equal(char **a, char **b) {
-        size_t n = fl_strv_length(a);
-        if (n != fl_strv_length(b))
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!streq(a[i], b[i]))
-                        return false;
-        return true;
-}
-
 static bool registry_config_equal(const FleetConfig *a, const FleetConfig *b) {
-        return strv_equal(a->etcd_servers, b->etcd_servers) && streq_ptr(a->etcd_key_prefix, b->etcd_key_prefix) &&
+        return fl_strv_equal(a->etcd_servers, b->etcd_servers) && streq_ptr(a->etcd_key_prefix, b->etcd_key_prefix) &&
                streq(strempty(a->etcd_cafile), strempty(b->etcd_cafile)) &&
                streq(strempty(a->etcd_certfile), strempty(b->etcd_certfile)) &&
                streq(strempty(a->etcd_keyfile), strempty(b->etcd_keyfile)) &&
@@ -624,7 +614,7 @@ static void reload_finish(Daemon *d) {
         old_self = s->self;
         s->self = self;
 
-        if (!strv_equal(old->api_listen, s->config->api_listen))
+        if (!fl_strv_equal(old->api_listen, s->config->api_listen))
                 log_warning("api_listen changed: the API keeps its listeners until fleetd restarts");
         same_registry = registry_config_equal(old, s->config);
         same_identity = streq(old_self.id, s->self.id) && streq_ptr(old->etcd_key_prefix, s->config->etcd_key_prefix);

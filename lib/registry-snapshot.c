@@ -674,20 +674,10 @@ static const char *strnull(const char *s) {
         return s ?: "(null)";
 }
 
-static bool strv_same(char *const *a, char *const *b) {
-        size_t n = fl_strv_length(a);
-        if (n != fl_strv_length(b))
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!streq(a[i], b[i]))
-                        return false;
-        return true;
-}
-
 static bool req_same(const UnitRequirements *a, const UnitRequirements *b) {
         if (a->global != b->global || !streq_ptr(a->machine_id, b->machine_id) || a->n_metadata != b->n_metadata ||
-            !strv_same(a->machine_of, b->machine_of) || !strv_same(a->conflicts, b->conflicts) ||
-            !strv_same(a->replaces, b->replaces) || !strv_same(a->unknown_keys, b->unknown_keys))
+            !fl_strv_equal(a->machine_of, b->machine_of) || !fl_strv_equal(a->conflicts, b->conflicts) ||
+            !fl_strv_equal(a->replaces, b->replaces) || !fl_strv_equal(a->unknown_keys, b->unknown_keys))
                 return false;
         return true;
 }
@@ -741,7 +731,7 @@ int fl_reg_snapshot_compare(const RegSnapshot *a, const RegSnapshot *b, char **r
                 DIFF("%zu states vs %zu", a->n_states, b->n_states);
         {
                 char **la = state_lines(a), **lb = state_lines(b);
-                bool same = strv_same(la, lb);
+                bool same = fl_strv_equal(la, lb);
                 fl_strv_free(la);
                 fl_strv_free(lb);
                 if (!same)

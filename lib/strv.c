@@ -77,3 +77,14 @@ void fl_strv_sort(char **l) {
         if (l)
                 qsort(l, fl_strv_length(l), sizeof(char *), cmp_str);
 }
+
+bool fl_strv_equal(char *const *a, char *const *b) {
+        size_t n = fl_strv_length(a);
+
+        if (n != fl_strv_length(b))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!streq(a[i], b[i]))
+                        return false;
+        return true;
+}

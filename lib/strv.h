@@ -14,6 +14,8 @@ int fl_strv_extend(char ***l, const char *s);
 /* Appends s itself (ownership moves into the list, freed on failure). */
 int fl_strv_push(char ***l, char *s);
 bool fl_strv_contains(char *const *l, const char *s);
+/* Same strings in the same order (NULL and empty are equal). */
+bool fl_strv_equal(char *const *a, char *const *b);
 /* Splits s at any character of sep, dropping empty pieces. */
 int fl_strv_split(const char *s, const char *sep, char ***ret);
 void fl_strv_sort(char **l);
