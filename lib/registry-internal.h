@@ -47,25 +47,12 @@ int fl_reg_json_string(Buf *b, const char *s);
 int fl_reg_machine_set_metadata(RegMachine *m, const char *key, const char *value);
 
 /* ---- Decoding (registry-snapshot.c) ---- */
-/* Parsed unit files by hash and requirements by (hash, unit name), reused across snapshots of
- * the mirror. Entries not used by the latest build go at the next sweep. */
-typedef struct RegCache {
-        RegTree files;
-        RegTree reqs;
-        uint64_t gen;
-} RegCache;
-
-void fl_reg_cache_init(RegCache *c);
-void fl_reg_cache_done(RegCache *c);
-/* Drops entries the latest build did not use; call after freeing older snapshots. */
-void fl_reg_cache_sweep(RegCache *c);
-/* Decoded values cached on the mirror's tree nodes (RegNode.data), so a rebuild after one
- * change does not parse every JSON value again. */
+/* Decoded values cached on a key tree's nodes (RegNode.data) when the tree frees them with
+ * this: the mirror's small tree of machines decodes each object once. */
 void fl_reg_decoded_free(void *p);
 
-/* Decodes t. With cache, files and requirements are shared with it (s->shared_files); without,
- * they are owned by the snapshot. 0 or -ENOMEM. */
-int fl_reg_snapshot_build(const RegTree *t, RegCache *cache, uint64_t index, RegSnapshot **ret);
+/* Decodes t (files and requirements owned by the snapshot). 0 or -ENOMEM. */
+int fl_reg_snapshot_build(const RegTree *t, uint64_t index, RegSnapshot **ret);
 
 /* ---- The daemons' mirror, decoded as events arrive (registry-store.c) ----
  * Keys are relative to the prefix. set/remove return 1 when the snapshot may have changed, 0

@@ -10,71 +10,6 @@
 #include "registry-internal.h"
 #include "strv.h"
 
-typedef struct FileCacheEntry {
-        UnitFile *file; /* NULL: unparsable */
-        uint64_t modified_index;
-        uint64_t version;   /* bumped when file is replaced */
-        uint64_t gen;
-} FileCacheEntry;
-
-typedef struct ReqCacheEntry {
-        UnitRequirements req;
-        uint64_t file_version; /* FileCacheEntry.version req was parsed from */
-        uint64_t gen;
-} ReqCacheEntry;
-
-static void file_cache_entry_free(void *p) {
-        FileCacheEntry *e = p;
-        fl_unit_file_free(e->file);
-        free(e);
-}
-
-static void req_cache_entry_free(void *p) {
-        ReqCacheEntry *e = p;
-        fl_unit_requirements_done(&e->req);
-        free(e);
-}
-
-void fl_reg_cache_init(RegCache *c) {
-        *c = (RegCache) {};
-        c->files.free_data = file_cache_entry_free;
-        c->reqs.free_data = req_cache_entry_free;
-}
-
-void fl_reg_cache_done(RegCache *c) {
-        fl_reg_tree_clear(&c->files);
-        fl_reg_tree_clear(&c->reqs);
-}
-
-typedef struct SweepCtx {
-        uint64_t gen;
-        bool files;
-        char **stale;
-} SweepCtx;
-
-static int sweep_collect(RegNode *n, void *userdata) {
-        SweepCtx *ctx = userdata;
-        uint64_t g = !n->data ? 0 : ctx->files ? ((FileCacheEntry *) n->data)->gen : ((ReqCacheEntry *) n->data)->gen;
-        if (g != ctx->gen)
-                return fl_strv_extend(&ctx->stale, n->key);
-        return 0;
-}
-
-void fl_reg_cache_sweep(RegCache *c) {
-        /* Requirements first: they point at files. */
-        for (int i = 0; i < 2; i++) {
-                SweepCtx ctx = { .gen = c->gen, .files = i == 1 };
-                RegTree *t = i == 1 ? &c->files : &c->reqs;
-                if (fl_reg_tree_walk(t, sweep_collect, &ctx) < 0) {
-                        fl_strv_free(ctx.stale);
-                        continue;   /* OOM: keep everything, try again next time */
-                }
-                STRV_FOREACH(k, ctx.stale)
-                        fl_reg_tree_remove(t, *k);
-                fl_strv_free(ctx.stale);
-        }
-}
-
 /* Parses the unit/<hash> value. */
 static int parse_unit_node(const RegNode *n, UnitFile **ret) {
         _cleanup_free_ char *raw = NULL;
@@ -204,7 +139,6 @@ oom:
 
 typedef struct Builder {
         const RegTree *tree;
-        RegCache *cache;
         bool node_cache;    /* decoded values may be kept on the tree's nodes */
         RegSnapshot *s;
         size_t units_alloc, states_alloc, machines_alloc;
@@ -245,93 +179,24 @@ static int strdup_nonempty(const RegNode *n, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
-/* Looks up (or parses and caches) the file and requirements of unit name with hash hex. */
+/* Parses the file and requirements of unit name with hash hex. */
 static int unit_file_get(Builder *b, const char *name, const char *hex, RegUnit *u) {
         _cleanup_free_ char *key = NULL;
         const RegNode *n;
+        UnitFile *f = NULL;
         int r;
 
         if (asprintf(&key, "unit/%s", hex) < 0)
                 return -ENOMEM;
         n = fl_reg_tree_find(b->tree, key);
-        if (!n)
+        if (!n || parse_unit_node(n, &f) < 0)
                 return 0;
-
-        if (!b->cache) {
-                UnitFile *f = NULL;
-                if (parse_unit_node(n, &f) < 0)
-                        return 0;
-                r = fl_unit_requirements_parse(f, name, &u->req);
-                if (r < 0) {
-                        fl_unit_file_free(f);
-                        return r;
-                }
-                u->file = f;
-                return 0;
+        r = fl_unit_requirements_parse(f, name, &u->req);
+        if (r < 0) {
+                fl_unit_file_free(f);
+                return r;
         }
-
-        RegNode *fn = fl_reg_tree_ensure(&b->cache->files, hex);
-        if (!fn)
-                return -ENOMEM;
-        FileCacheEntry *fe = fn->data;
-        if (!fe) {
-                fe = new0(FileCacheEntry, 1);
-                if (!fe) {
-                        fl_reg_tree_remove(&b->cache->files, hex);
-                        return -ENOMEM;
-                }
-                fn->data = fe;
-                fe->modified_index = UINT64_MAX;
-        }
-        if (fe->modified_index != n->modified_index) {
-                /* Content-addressed, so a rewrite normally carries the same text: keep the old
-                 * parse then. The previous snapshot (about to be freed, it never frees shared
-                 * files) is the only other user of a replaced one. */
-                UnitFile *f = NULL;
-                (void) parse_unit_node(n, &f);
-                if (f && fe->file && fl_unit_file_equal(f, fe->file))
-                        fl_unit_file_free(f);
-                else {
-                        fl_unit_file_free(fe->file);
-                        fe->file = f;
-                        fe->version++;
-                }
-                fe->modified_index = n->modified_index;
-        }
-        fe->gen = b->cache->gen;
-        if (!fe->file)
-                return 0;
-
-        _cleanup_free_ char *rkey = NULL;
-        if (asprintf(&rkey, "%s/%s", hex, name) < 0)
-                return -ENOMEM;
-        RegNode *rn = fl_reg_tree_ensure(&b->cache->reqs, rkey);
-        if (!rn)
-                return -ENOMEM;
-        ReqCacheEntry *re = rn->data;
-        if (re && re->file_version != fe->version) {
-                fl_unit_requirements_done(&re->req);
-                free(re);
-                rn->data = re = NULL;
-        }
-        if (!re) {
-                re = new0(ReqCacheEntry, 1);
-                if (!re) {
-                        fl_reg_tree_remove(&b->cache->reqs, rkey);
-                        return -ENOMEM;
-                }
-                r = fl_unit_requirements_parse(fe->file, name, &re->req);
-                if (r < 0) {
-                        free(re);
-                        fl_reg_tree_remove(&b->cache->reqs, rkey);
-                        return r;
-                }
-                re->file_version = fe->version;
-                rn->data = re;
-        }
-        re->gen = b->cache->gen;
-        u->file = fe->file;
-        u->req = re->req;
+        u->file = f;
         return 0;
 }
 
@@ -382,14 +247,14 @@ static int flush_unit(Builder *b) {
                 u.target_state = JOB_STATE_INACTIVE;
         if (strdup_nonempty(b->target, &u.target) < 0 || strdup_nonempty(b->job_state, &u.job_state) < 0 ||
             strdup_nonempty(b->unschedulable, &u.unschedulable) < 0) {
-                reg_unit_done(&u, b->cache);
+                reg_unit_done(&u, false);
                 return -ENOMEM;
         }
         u.current_state = JOB_STATE_INACTIVE;
         if (!u.global && u.target) {
                 _cleanup_free_ char *sk = NULL;
                 if (asprintf(&sk, "states/%s/%s", name, u.target) < 0) {
-                        reg_unit_done(&u, b->cache);
+                        reg_unit_done(&u, false);
                         return -ENOMEM;
                 }
                 if (fl_reg_tree_find(b->tree, sk))
@@ -572,20 +437,17 @@ static int machine_cmp(const void *a, const void *b) {
         return strcmp(((const RegMachine *) a)->id, ((const RegMachine *) b)->id);
 }
 
-int fl_reg_snapshot_build(const RegTree *t, RegCache *cache, uint64_t index, RegSnapshot **ret) {
+int fl_reg_snapshot_build(const RegTree *t, uint64_t index, RegSnapshot **ret) {
         _cleanup_(fl_reg_snapshot_freep) RegSnapshot *s = NULL;
         /* Only a tree that frees them can hold decoded values (the mirror's). */
-        Builder b = { .tree = t, .cache = cache, .node_cache = t->free_data == fl_reg_decoded_free };
+        Builder b = { .tree = t, .node_cache = t->free_data == fl_reg_decoded_free };
         int r;
 
         s = new0(RegSnapshot, 1);
         if (!s)
                 return -ENOMEM;
-        s->shared_files = cache != NULL;
         s->index = index;
         b.s = s;
-        if (cache)
-                cache->gen++;
 
         r = fl_reg_tree_walk(t, build_one, &b);
         if (r >= 0)

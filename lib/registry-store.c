@@ -861,7 +861,7 @@ int fl_reg_store_end_load(RegStore *s) {
 const RegSnapshot *fl_reg_store_snapshot(RegStore *s, uint64_t index) {
         if (s->other_dirty) {
                 _cleanup_(fl_reg_snapshot_freep) RegSnapshot *o = NULL;
-                if (fl_reg_snapshot_build(&s->other, NULL, index, &o) < 0)
+                if (fl_reg_snapshot_build(&s->other, index, &o) < 0)
                         log_debug("registry: cannot decode machines: out of memory");
                 else {
                         for (size_t i = 0; i < s->snap.n_machines; i++)

@@ -323,7 +323,7 @@ int fl_registry_load(Registry *r, RegSnapshot **ret) {
                         return k;
                 }
         }
-        k = fl_reg_snapshot_build(&t, NULL, index, ret);
+        k = fl_reg_snapshot_build(&t, index, ret);
         fl_reg_tree_clear(&t);
         return k;
 }

@@ -84,7 +84,7 @@ typedef struct RegSnapshot {
         RegLease lease;             /* lease/engine-leader */
         int engine_version;         /* engine/version, 0 if absent */
         uint64_t index;             /* store index this snapshot reflects */
-        bool shared_files;          /* units' file/req belong to the registry's cache (mirror
+        bool shared_files;          /* units' file/req belong to the registry's mirror (its
                                      * snapshots); false: fl_reg_snapshot_free frees them */
         /* Dynamic metadata of machines that are not (or no longer) registered is kept too,
          * so PATCH results show up when the machine comes back. */

@@ -91,7 +91,7 @@ static void etcd_decode(const HttpResponse *h, bool watch) {
                 (void) node_check(e->prev_node, 0);
 
         FUZZ_CHECK(fl_reg_tree_add_etcd(&reg, &tree, e->node) == 0);
-        FUZZ_CHECK(fl_reg_snapshot_build(&tree, NULL, e->etcd_index, &snap) == 0);
+        FUZZ_CHECK(fl_reg_snapshot_build(&tree, e->etcd_index, &snap) == 0);
         fl_reg_tree_clear(&tree);
 }
 

@@ -1403,7 +1403,7 @@ static int cmd_decode(const Opts *o) {
                 return 1;
         /* What the mirror did after every change before it was incremental: a full decode. */
         t0 = now_cpu();
-        r = fl_reg_snapshot_build(&tree, NULL, resp->etcd_index, &snap);
+        r = fl_reg_snapshot_build(&tree, resp->etcd_index, &snap);
         full = (double) (now_cpu() - t0) / 1000.0;
         if (r < 0)
                 return 1;

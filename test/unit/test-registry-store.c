@@ -13,13 +13,11 @@
 typedef struct Pair {
         RegTree tree;     /* reference: raw keys, decoded whole each time */
         RegStore *store;
-        RegCache cache;
         uint64_t index;
 } Pair;
 
 static void pair_init(Pair *p) {
         *p = (Pair) { .tree.free_data = fl_reg_decoded_free };
-        fl_reg_cache_init(&p->cache);
         if (fl_reg_store_new(&p->store) < 0)
                 abort();
 }
@@ -27,7 +25,6 @@ static void pair_init(Pair *p) {
 static void pair_done(Pair *p) {
         fl_reg_tree_clear(&p->tree);
         fl_reg_store_free(p->store);
-        fl_reg_cache_done(&p->cache);
 }
 
 static void pair_set(Pair *p, const char *key, const char *value) {
@@ -49,7 +46,7 @@ static int pair_check(Pair *p, const char *what) {
         _cleanup_free_ char *why = NULL;
         const RegSnapshot *got;
 
-        if (fl_reg_snapshot_build(&p->tree, NULL, p->index, &ref) < 0)
+        if (fl_reg_snapshot_build(&p->tree, p->index, &ref) < 0)
                 abort();
         got = fl_reg_store_snapshot(p->store, p->index);
         if (fl_reg_snapshot_compare(got, ref, &why) != 0) {
@@ -66,7 +63,7 @@ static int load_check(Pair *p) {
         _cleanup_free_ char *why = NULL;
         int r = 0;
 
-        if (fl_reg_store_new(&st) < 0 || fl_reg_snapshot_build(&p->tree, NULL, p->index, &ref) < 0)
+        if (fl_reg_store_new(&st) < 0 || fl_reg_snapshot_build(&p->tree, p->index, &ref) < 0)
                 abort();
         fl_reg_store_begin_load(st);
         for (RegNode *n = fl_reg_tree_lower_bound(&p->tree, ""); n; n = fl_reg_tree_next(&p->tree, n->key))
