@@ -921,7 +921,8 @@ int fl_daemon_run(int argc, char *argv[], const char *name, unsigned roles) {
 
         /* Nobody reads a closed API connection's EPIPE as fatal. */
         (void) signal(SIGPIPE, SIG_IGN);
-        r = sd_event_default(&s->event);
+        /* Not sd_event_default(): that one checks its thread with a gettid() every iteration. */
+        r = sd_event_new(&s->event);
         if (r < 0)
                 return log_error_errno(r, "Failed to create event loop: %m");
         for (size_t i = 0; i < ELEMENTSOF(signals); i++) {

@@ -21,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <mbedtls/base64.h>
@@ -49,7 +50,12 @@ typedef struct EtcdConn {
         int fd;
         TlsConn *tls;
         size_t endpoint;
+        struct EtcdClient *client;
         struct EtcdConn *next;  /* in the idle list */
+        /* Stays registered while the connection lives, idle or not: re-registering it for
+         * every request cost three epoll_ctl calls each. */
+        sd_event_source *io;
+        struct EtcdCall *call;  /* using it now; NULL while idle */
 } EtcdConn;
 
 typedef struct EtcdEndpoint {
@@ -109,7 +115,7 @@ struct EtcdCall {
         bool conn_reused;
         bool force_new;
         struct addrinfo *ai, *ai_cur;
-        sd_event_source *io, *timer;
+        sd_event_source *timer;
         Buf out;
         size_t out_off;
         HttpResponseParser parser;
@@ -497,6 +503,7 @@ static int parse_endpoint(const char *url, EtcdEndpoint *ep) {
 static EtcdConn *conn_free(EtcdConn *k) {
         if (!k)
                 return NULL;
+        k->io = sd_event_source_disable_unref(k->io);
         fl_tls_conn_free(k->tls);
         safe_close(k->fd);
         free(k);
@@ -545,7 +552,10 @@ static EtcdConn *pool_take(EtcdClient *c, size_t endpoint) {
                 ep->idle = k->next;
                 ep->n_idle--;
                 k->next = NULL;
-                if (conn_alive(k))
+                /* A plain connection watched while idle was dropped when the server closed
+                 * it; a close the loop has not seen yet fails the send or the first read,
+                 * and that request is sent again (attempt_failed). TLS may hold an alert. */
+                if ((k->io && !k->tls) || conn_alive(k))
                         return k;
                 log_debug("etcd: dropping idle connection to %s closed by the server", ep->url);
                 conn_free(k);
@@ -556,10 +566,17 @@ static EtcdConn *pool_take(EtcdClient *c, size_t endpoint) {
 static void pool_put(EtcdClient *c, EtcdConn *k) {
         EtcdEndpoint *ep = &c->endpoints[k->endpoint];
 
+        k->call = NULL;
         if (ep->n_idle >= ETCD_POOL_MAX) {
                 conn_free(k);
                 return;
         }
+        /* Watched while idle only on the client's own loop (a blocking call's loop is gone
+         * once the call returns). */
+        if (k->io && (!c->event || sd_event_source_get_event(k->io) != c->event))
+                k->io = sd_event_source_disable_unref(k->io);
+        else if (k->io && sd_event_source_set_io_events(k->io, EPOLLIN) < 0)
+                k->io = sd_event_source_disable_unref(k->io);
         k->next = ep->idle;
         ep->idle = k;
         ep->n_idle++;
@@ -812,7 +829,6 @@ finish:
 /* ---- Calls ---- */
 
 static void attempt_reset(EtcdCall *call) {
-        call->io = sd_event_source_disable_unref(call->io);
         call->timer = sd_event_source_disable_unref(call->timer);
         call->conn = conn_free(call->conn);
         if (call->ai) {
@@ -965,10 +981,47 @@ static void call_run(EtcdCall *call) {
 }
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+static int send_request(EtcdCall *call);
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 static int set_events(EtcdCall *call, uint32_t events) {
-        return sd_event_source_set_io_events(call->io, events);
+        return sd_event_source_set_io_events(call->conn->io, events);
+}
+
+/* An idle connection became readable: the server closed it (or sent something unasked,
+ * which makes it useless as well). */
+static void pool_drop(EtcdConn *k) {
+        EtcdEndpoint *ep = &k->client->endpoints[k->endpoint];
+
+        for (EtcdConn **p = &ep->idle; *p; p = &(*p)->next)
+                if (*p == k) {
+                        *p = k->next;
+                        ep->n_idle--;
+                        break;
+                }
+        log_debug("etcd: idle connection to %s closed by the server", ep->url);
+        conn_free(k);
+}
+
+static int conn_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        EtcdConn *k = userdata;
+
+        if (k->call)
+                return on_io(s, fd, revents, k->call);
+        pool_drop(k);
+        return 0;
+}
+
+/* Makes the call the user of its connection, watched on the call's loop for events. */
+static int conn_attach(EtcdCall *call, uint32_t events) {
+        EtcdConn *k = call->conn;
+
+        k->call = call;
+        if (k->io && sd_event_source_get_event(k->io) != call->event)
+                k->io = sd_event_source_disable_unref(k->io);
+        if (k->io)
+                return sd_event_source_set_io_events(k->io, events);
+        return sd_event_add_io(call->event, &k->io, k->fd, events, conn_on_io, k);
 }
 
 /* Connects to the next address of the current endpoint; 0 when under way. */
@@ -996,6 +1049,7 @@ static int connect_next(EtcdCall *call) {
                         return -ENOMEM;
                 call->conn->fd = TAKE_FD(fd);
                 call->conn->endpoint = call->endpoint;
+                call->conn->client = call->client;
                 call->ai_cur = a->ai_next;
                 call->state = CALL_CONNECTING;
                 return 0;
@@ -1050,15 +1104,22 @@ static int attempt_start(EtcdCall *call) {
                         return r;
         }
 
-        r = sd_event_add_io(call->event, &call->io, call->conn->fd, EPOLLOUT, on_io, call);
-        if (r < 0)
-                return r;
         r = sd_event_add_time_relative(call->event, &call->timer, CLOCK_MONOTONIC, call->timeout_usec, 0,
                                        on_timer, call);
         if (r < 0)
                 return r;
         c->n_requests++;
-        return 0;
+        if (call->state == CALL_SENDING && !call->conn->tls) {
+                /* A kept connection: send now rather than wait a loop iteration for EPOLLOUT.
+                 * A failure shows up again as EPOLLERR and is handled there. */
+                r = conn_attach(call, EPOLLIN);
+                if (r < 0)
+                        return r;
+                r = send_request(call);
+                if (r != 0)
+                        return set_events(call, r == 1 ? EPOLLIN : EPOLLOUT);
+        }
+        return conn_attach(call, EPOLLOUT);
 }
 
 static void response_complete(EtcdCall *call, bool reusable) {
@@ -1067,7 +1128,6 @@ static void response_complete(EtcdCall *call, bool reusable) {
         EtcdResponse *resp = NULL;
         int r;
 
-        call->io = sd_event_source_disable_unref(call->io);
         call->timer = sd_event_source_disable_unref(call->timer);
         if (reusable && h->keep_alive)
                 pool_put(c, TAKE_PTR(call->conn));
@@ -1182,6 +1242,12 @@ static int stream_event(EtcdCall *call, char *data, size_t len) {
                 call_free(call);
                 return 1;
         }
+        if (history && call->head_index - idx > ETCD_STREAM_CATCHUP_MAX) {
+                log_debug("etcd: stream %s is %" PRIu64 " indices behind, giving up", call->target,
+                          call->head_index - idx);
+                call_finish(call, -ERANGE, NULL);
+                return 1;
+        }
         if (history) {
                 log_debug("etcd: stream %s answered from history, asking again", call->target);
                 stream_restart(call, idx + 1);
@@ -1194,7 +1260,6 @@ static int stream_event(EtcdCall *call, char *data, size_t len) {
 static void stream_end(EtcdCall *call, bool reusable) {
         _cleanup_(fl_http_response_freep) HttpResponse *h = fl_http_response_parser_take(&call->parser);
 
-        call->io = sd_event_source_disable_unref(call->io);
         call->timer = sd_event_source_disable_unref(call->timer);
         if (reusable && h && h->keep_alive)
                 pool_put(call->client, TAKE_PTR(call->conn));
@@ -1268,6 +1333,25 @@ static int stream_receive(EtcdCall *call, bool complete, bool reusable) {
         return 0;
 }
 
+/* Writes what is left of the request: 1 when all is sent (the call is then receiving), 0 when
+ * the socket is full, or a negative errno. */
+static int send_request(EtcdCall *call) {
+        while (call->out_off < call->out.len) {
+                ssize_t n = conn_write(call->conn, call->out.data + call->out_off, call->out.len - call->out_off);
+                if (n == -EAGAIN)
+                        return 0;
+                if (n < 0)
+                        return (int) n;
+                if (n == 0)
+                        return -ECONNRESET;
+                call->out_off += (size_t) n;
+                call->sent = true;
+                call->client->bytes_out += (uint64_t) n;
+        }
+        call->state = CALL_RECEIVING;
+        return 1;
+}
+
 static int do_connecting(EtcdCall *call) {
         EtcdClient *c = call->client;
         EtcdEndpoint *ep = &c->endpoints[call->endpoint];
@@ -1278,12 +1362,11 @@ static int do_connecting(EtcdCall *call) {
                 err = errno;
         if (err != 0) {
                 /* Try the endpoint's next address before giving up on it. */
-                call->io = sd_event_source_disable_unref(call->io);
                 call->conn = conn_free(call->conn);
                 r = connect_next(call);
                 if (r < 0)
                         return r == -EHOSTUNREACH ? -err : r;
-                r = sd_event_add_io(call->event, &call->io, call->conn->fd, EPOLLOUT, on_io, call);
+                r = conn_attach(call, EPOLLOUT);
                 return r < 0 ? r : -EINPROGRESS;
         }
         if (ep->https) {
@@ -1319,25 +1402,12 @@ static int do_io(EtcdCall *call) {
                 }
                 /* fall through */
         case CALL_SENDING:
-                while (call->out_off < call->out.len) {
-                        ssize_t n = conn_write(call->conn, call->out.data + call->out_off,
-                                               call->out.len - call->out_off);
-                        if (n == -EAGAIN)
-                                return set_events(call, call->conn->tls ? fl_tls_conn_want(call->conn->tls)
-                                                                        : EPOLLOUT);
-                        if (n < 0)
-                                return (int) n;
-                        if (n == 0)
-                                return -ECONNRESET;
-                        call->out_off += (size_t) n;
-                        call->sent = true;
-                        c->bytes_out += (uint64_t) n;
-                }
-                call->state = CALL_RECEIVING;
-                r = set_events(call, EPOLLIN);
-                if (r < 0)
-                        return r;
-                /* fall through */
+                r = send_request(call);
+                if (r <= 0)
+                        return r < 0 ? r : set_events(call, call->conn->tls ? fl_tls_conn_want(call->conn->tls)
+                                                                             : EPOLLOUT);
+                /* The answer takes etcd a while (raft): wait for it rather than read now. */
+                return set_events(call, EPOLLIN);
         case CALL_RECEIVING:
                 for (;;) {
                         char buf[16384];
@@ -1517,6 +1587,16 @@ static int call_enqueue(EtcdClient *c, EtcdCall *call_in, EtcdCallback cb, void 
                 *ret_call = call;
         TAKE_PTR(call);
         return 0;
+}
+
+uint64_t fl_etcd_call_head_index(EtcdCall *call) {
+        return call && call->stream && call->head_seen ? call->head_index : 0;
+}
+
+bool fl_etcd_call_has_unread(EtcdCall *call) {
+        int n = 0;
+
+        return call && call->conn && ioctl(call->conn->fd, FIONREAD, &n) >= 0 && n > 0;
 }
 
 int fl_etcd_watch_stream_async(EtcdClient *c, const EtcdRequest *req, EtcdEventFn on_event, EtcdCallback done,

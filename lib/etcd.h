@@ -158,16 +158,26 @@ EtcdCall *fl_etcd_call_cancel(EtcdCall *call);
  *   - a waitIndex that finds a matching event in etcd's history gets that one event and then
  *     silence, the stream never joins the live watchers: after such an event (index <= the
  *     head's X-Etcd-Index) the stream reconnects transparently from the next index, so catching
- *     up on history costs one round trip (and connection) per event, like ETCD_WATCH;
+ *     up on history costs one round trip (and connection) per event, like ETCD_WATCH. More than
+ *     ETCD_STREAM_CATCHUP_MAX indices behind, the stream ends with -ERANGE instead, as for an
+ *     index etcd no longer has: one read of everything is then the cheaper way to catch up;
  *   - a reader so slow that the socket buffers and etcd's 100-event queue per watcher fill up
  *     is dropped silently: the stream stays open with no more events (seen: 937 of 3,000 big
  *     events, then nothing). Only timeout_usec notices that, so set it;
  *   - errors (401 and others) come as ordinary non-streamed replies (400 + Content-Length);
  *   - etcd 3.x never ends a stream on its own (its v2 watch timeout is math.MaxInt64): a clean
  *     end comes only from a proxy or another server; a stopped member cuts the connection. */
+#define ETCD_STREAM_CATCHUP_MAX 64U
 typedef void (*EtcdEventFn)(EtcdClient *c, EtcdResponse *event, void *userdata);
 int fl_etcd_watch_stream_async(EtcdClient *c, const EtcdRequest *req, EtcdEventFn on_event, EtcdCallback done,
                                void *userdata, EtcdCall **ret_call);
+
+/* The X-Etcd-Index of a stream's current response head (events after it are the stream's),
+ * 0 before the head arrived. */
+uint64_t fl_etcd_call_head_index(EtcdCall *call);
+/* Whether the call's connection has received bytes not read yet (a stream that only looks
+ * quiet because this process has not got round to it). */
+bool fl_etcd_call_has_unread(EtcdCall *call);
 
 /* Highest X-Etcd-Index seen in any reply. */
 uint64_t fl_etcd_client_last_index(EtcdClient *c);

@@ -103,9 +103,16 @@ struct Registry {
         void *on_change_userdata;
         RegStore *store;
         uint64_t mirror_index;
-        EtcdCall *mirror_call;
+        EtcdCall *mirror_call;      /* the stream (or, before the first one, nothing) */
+        /* A full read runs beside a stream started from "now" (resync): the stream's events
+         * wait here until the read's store is in place. */
+        EtcdCall *read_call;
+        EtcdResponse **held;
+        size_t n_held;
+        bool resyncing, held_lost, need_read;
         sd_event_source *mirror_timer, *change_defer, *stall_timer, *quiet_timer;
-        uint64_t stall_index;       /* our write the stream must show before stall_timer */
+        uint64_t stall_index;       /* our newest write the stream has not shown (0: none) */
+        uint64_t stall_seen;        /* mirror index when stall_timer was armed */
         uint64_t backoff_usec;
         uint64_t n_reads;           /* full reads done (first + recoveries) */
 };

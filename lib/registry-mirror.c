@@ -15,11 +15,15 @@
 #define MIRROR_WATCH_TIMEOUT_USEC (30 * 1000 * 1000ULL)
 /* Silence this long right after events restarts the stream once (see quiet_timer()). */
 #define MIRROR_QUIET_USEC (2 * 1000 * 1000ULL)
-/* How long our own write may stay unseen before the stream is taken for dead. */
-#define MIRROR_STALL_USEC (3 * 1000 * 1000ULL)
+/* How long the stream may bring nothing at all while our own acknowledged write is unseen
+ * before it is taken for dropped (etcd reports every write to its watchers before it answers
+ * the writer, so a live stream is never that far behind without showing other events). */
+#define MIRROR_STALL_USEC (300 * 1000ULL)
 
 static int mirror_read(Registry *r);
 static int mirror_watch(Registry *r);
+static int mirror_watch_from(Registry *r, uint64_t wait_index);
+static bool apply_event(Registry *r, const EtcdResponse *resp);
 
 static int change_dispatch(sd_event_source *s, void *userdata) {
         Registry *r = userdata;
@@ -48,7 +52,7 @@ static int retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Registry *r = userdata;
         int k;
 
-        k = r->mirror_loaded ? mirror_watch(r) : mirror_read(r);
+        k = fl_reg_mirror_resume(r);
         if (k < 0)
                 log_debug("registry: mirror retry failed: %s", strerror(-k));
         return 0;
@@ -60,7 +64,7 @@ static void mirror_retry(Registry *r, int error) {
         int k;
 
         r->backoff_usec = r->backoff_usec ? MIN(r->backoff_usec * 2, MIRROR_BACKOFF_MAX_USEC) : MIRROR_BACKOFF_MIN_USEC;
-        log_debug("registry: mirror %s failed (%s), retrying in %" PRIu64 " ms", r->mirror_loaded ? "watch" : "read",
+        log_debug("registry: mirror %s failed (%s), retrying in %" PRIu64 " ms", r->need_read ? "read" : "watch",
                   strerror(-error), r->backoff_usec / 1000);
         k = sd_event_now(r->event, CLOCK_MONOTONIC, &now);
         if (k < 0)
@@ -126,18 +130,23 @@ static int load_flat(const Flat *f, RegStore **ret) {
         return 0;
 }
 
+static void held_clear(Registry *r);
+
 static void read_done(EtcdClient *c, int k, EtcdResponse *borrowed, void *userdata) {
         _cleanup_(fl_etcd_response_freep) EtcdResponse *resp = NULL;
         Registry *r = userdata;
         Flat f = { .buf = BUF_INIT };
         RegStore *st = NULL;
-        uint64_t index;
+        uint64_t index, head;
 
-        r->mirror_call = NULL;
+        r->read_call = NULL;
+        r->resyncing = false;
         if (k == -ENOENT && borrowed)
                 /* No prefix yet: an empty registry. */
                 index = MAX(borrowed->error_index, borrowed->etcd_index);
         else if (k < 0 || !borrowed) {
+                held_clear(r);
+                r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
                 mirror_retry(r, k < 0 ? k : -EBADMSG);
                 return;
         } else
@@ -160,22 +169,52 @@ static void read_done(EtcdClient *c, int k, EtcdResponse *borrowed, void *userda
                 /* The old store may be gone: nobody may read a partial one. */
                 r->store = fl_reg_store_free(r->store);
                 r->mirror_loaded = false;
+                held_clear(r);
+                r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
                 mirror_retry(r, k);
                 return;
         }
         r->store = st;
         r->mirror_index = index;
         r->mirror_loaded = true;
+        r->need_read = false;
+        r->mirror_ready = true;
         r->n_reads++;
         r->backoff_usec = 0;
         log_debug("registry: mirror read %zu keys at index %" PRIu64, fl_reg_store_size(r->store), index);
         (void) malloc_trim(0);
         mirror_changed(r);
-        k = mirror_watch(r);
+
+        /* The stream covers what came after its head; the read, everything up to its index.
+         * Together they miss nothing if the head is not after the read. */
+        head = fl_etcd_call_head_index(r->mirror_call);
+        if (head > 0 && head <= index && !r->held_lost) {
+                for (size_t i = 0; i < r->n_held && r->mirror_loaded; i++)
+                        if (r->held[i]->node && r->held[i]->node->modified_index > index)
+                                (void) apply_event(r, r->held[i]);
+                held_clear(r);
+                if (r->mirror_loaded)
+                        return;
+        }
+        /* The stream started late (or broke, or its events did not fit): watch again from the
+         * read's index instead. */
+        held_clear(r);
+        k = r->mirror_loaded ? mirror_watch(r) : mirror_read(r);
         if (k < 0)
                 mirror_retry(r, k);
 }
 
+static void held_clear(Registry *r) {
+        for (size_t i = 0; i < r->n_held; i++)
+                fl_etcd_response_free(r->held[i]);
+        r->held = mfree(r->held);
+        r->n_held = 0;
+        r->held_lost = false;
+}
+
+/* Reads everything again. A stream started from "now" goes first: restarted from the read's
+ * index instead, it would find that index in etcd's history whenever writes keep coming
+ * (etcd then answers one event per request, and the stream falls further behind). */
 static int mirror_read(Registry *r) {
         EtcdRequest req = {
                 .method = ETCD_GET,
@@ -183,8 +222,21 @@ static int mirror_read(Registry *r) {
                 .recursive = true,
                 .quorum = true,
         };
-        r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
-        return fl_etcd_call_async(r->etcd, &req, read_done, r, &r->mirror_call);
+        int k;
+
+        r->read_call = fl_etcd_call_cancel(r->read_call);
+        held_clear(r);
+        r->need_read = true;
+        k = mirror_watch_from(r, 0);
+        if (k < 0)
+                return k;
+        r->resyncing = true;
+        k = fl_etcd_call_async(r->etcd, &req, read_done, r, &r->read_call);
+        if (k < 0) {
+                r->resyncing = false;
+                r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
+        }
+        return k;
 }
 
 /* Applies one watch event; returns whether anything changed. */
@@ -227,6 +279,8 @@ static bool apply_event(Registry *r, const EtcdResponse *resp) {
         return k > 0;
 }
 
+static void quiet_arm(Registry *r);
+
 static int quiet_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Registry *r = userdata;
         int k;
@@ -234,7 +288,11 @@ static int quiet_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         /* Events were flowing, then nothing: etcd may have dropped the stream (it does so,
          * silently, to a reader that fell 100 events behind, i.e. precisely under load). A new
          * stream from the last event seen costs one request, and catches up if it was. */
-        if (r->mirror_loaded && r->mirror_call) {
+        if (r->resyncing)
+                return 0;
+        if (r->mirror_loaded && r->mirror_call && fl_etcd_call_has_unread(r->mirror_call))
+                quiet_arm(r);   /* not quiet: this process is behind */
+        else if (r->mirror_loaded && r->mirror_call) {
                 log_debug("registry: stream quiet after events, watching again from %" PRIu64, r->mirror_index + 1);
                 k = mirror_watch(r);
                 if (k < 0)
@@ -264,6 +322,19 @@ static void stream_event(EtcdClient *c, EtcdResponse *ev, void *userdata) {
         int k;
 
         r->backoff_usec = 0;
+        if (r->resyncing) {
+                /* Kept until the read's store is in place (see read_done()). */
+                EtcdResponse *own = fl_etcd_response_steal(ev), **a;
+                a = own ? reallocarray(r->held, r->n_held + 1, sizeof(*a)) : NULL;
+                if (!a) {
+                        fl_etcd_response_free(own);
+                        r->held_lost = true;
+                        return;
+                }
+                r->held = a;
+                r->held[r->n_held++] = own;
+                return;
+        }
         quiet_arm(r);
         if (apply_event(r, ev))
                 mirror_changed(r);
@@ -279,6 +350,11 @@ static void stream_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata
         Registry *r = userdata;
 
         r->mirror_call = NULL;
+        if (r->resyncing) {
+                /* read_done() watches again from the read's index. */
+                r->held_lost = true;
+                return;
+        }
         if (k == -ERANGE) {
                 /* etcd's event history moved past our index ("event index cleared", 401): the
                  * events in between are lost, read everything again. */
@@ -292,31 +368,55 @@ static void stream_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata
                 mirror_retry(r, k);
 }
 
+static void stall_arm(Registry *r);
+
 /* A stream etcd dropped shows only as silence. Our own writes tell when silence is wrong: one
- * the mirror has not seen a few seconds later means the stream is dead. */
+ * the mirror has not seen while the stream brought nothing at all means the stream is dead.
+ * Found within MIRROR_STALL_USEC, not seconds: reads of this server wait for the mirror. */
 static int stall_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Registry *r = userdata;
         int k;
 
-        if (r->mirror_loaded && r->mirror_call && r->mirror_index < r->stall_index) {
-                log_debug("registry: mirror at %" PRIu64 " has not seen our write at %" PRIu64 ", watching again",
-                          r->mirror_index, r->stall_index);
-                k = mirror_watch(r);
-                if (k < 0)
-                        mirror_retry(r, k);
+        if (!r->mirror_loaded || !r->mirror_call || r->resyncing || r->mirror_index >= r->stall_index) {
+                r->stall_index = 0;
+                return 0;
         }
+        if (r->mirror_index != r->stall_seen || fl_etcd_call_has_unread(r->mirror_call)) {
+                /* Alive, only behind. */
+                r->stall_seen = r->mirror_index;
+                stall_arm(r);
+                return 0;
+        }
+        log_debug("registry: mirror at %" PRIu64 " has not seen our write at %" PRIu64 ", watching again",
+                  r->mirror_index, r->stall_index);
         r->stall_index = 0;
+        k = mirror_watch(r);
+        if (k < 0)
+                mirror_retry(r, k);
         return 0;
 }
 
+/* Tracks our newest write, not the first unseen: once the stream is dead, reads waiting for
+ * the mirror can hold back every further write, so no later write may be needed to notice. */
 void fl_reg_mirror_wrote(Registry *r, uint64_t index) {
-        uint64_t now;
+        bool armed = r->stall_index > 0;
 
-        if (!r->mirror_started || !r->event || r->stall_index > 0 || index <= r->mirror_index)
-                return;
-        if (sd_event_now(r->event, CLOCK_MONOTONIC, &now) < 0)
+        if (!r->mirror_started || !r->event || index <= r->mirror_index || index <= r->stall_index)
                 return;
         r->stall_index = index;
+        if (armed)
+                return;
+        r->stall_seen = r->mirror_index;
+        stall_arm(r);
+}
+
+static void stall_arm(Registry *r) {
+        uint64_t now;
+
+        if (sd_event_now(r->event, CLOCK_MONOTONIC, &now) < 0) {
+                r->stall_index = 0;
+                return;
+        }
         if (r->stall_timer) {
                 if (sd_event_source_set_time(r->stall_timer, now + MIRROR_STALL_USEC) >= 0 &&
                     sd_event_source_set_enabled(r->stall_timer, SD_EVENT_ONESHOT) >= 0)
@@ -329,18 +429,23 @@ void fl_reg_mirror_wrote(Registry *r, uint64_t index) {
 }
 
 static int mirror_watch(Registry *r) {
+        return mirror_watch_from(r, r->mirror_index + 1);
+}
+
+/* wait_index 0: from now. */
+static int mirror_watch_from(Registry *r, uint64_t wait_index) {
         EtcdRequest req = {
                 .method = ETCD_WATCH,
                 .key = r->prefix[0] ? r->prefix : "/",
                 .recursive = true,
-                .wait_index = r->mirror_index + 1,
+                .wait_index = wait_index,
                 .timeout_usec = MIRROR_WATCH_TIMEOUT_USEC,
         };
         int k;
 
         r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
         k = fl_etcd_watch_stream_async(r->etcd, &req, stream_event, stream_done, r, &r->mirror_call);
-        if (k >= 0)
+        if (k >= 0 && r->mirror_loaded)
                 r->mirror_ready = true;
         return k;
 }
@@ -363,11 +468,14 @@ int fl_registry_mirror_start(Registry *r, RegistryChangeFn on_change, void *user
 
 void fl_reg_mirror_pause(Registry *r) {
         r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
+        r->read_call = fl_etcd_call_cancel(r->read_call);
+        r->resyncing = false;
+        held_clear(r);
         r->mirror_timer = sd_event_source_disable_unref(r->mirror_timer);
 }
 
 int fl_reg_mirror_resume(Registry *r) {
-        return r->mirror_loaded ? mirror_watch(r) : mirror_read(r);
+        return r->mirror_loaded && !r->need_read ? mirror_watch(r) : mirror_read(r);
 }
 
 uint64_t fl_registry_mirror_reads(Registry *r) {

@@ -59,7 +59,7 @@ Registry *fl_registry_free(Registry *r) {
                 return NULL;
         while (r->ops)
                 fl_reg_op_free(r->ops);
-        r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
+        fl_reg_mirror_pause(r);
         r->etcd = fl_etcd_client_free(r->etcd);
         r->mirror_timer = sd_event_source_disable_unref(r->mirror_timer);
         r->change_defer = sd_event_source_disable_unref(r->change_defer);
