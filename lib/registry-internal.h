@@ -110,6 +110,7 @@ struct Registry {
         EtcdResponse **held;
         size_t n_held;
         bool resyncing, held_lost, need_read;
+        uint64_t resync_index;      /* read's index, until the stream shows its head is not later */
         sd_event_source *mirror_timer, *change_defer, *stall_timer, *quiet_timer;
         uint64_t stall_index;       /* our newest write the stream has not shown (0: none) */
         uint64_t stall_seen;        /* mirror index when stall_timer was armed */

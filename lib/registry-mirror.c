@@ -187,14 +187,22 @@ static void read_done(EtcdClient *c, int k, EtcdResponse *borrowed, void *userda
 
         /* The stream covers what came after its head; the read, everything up to its index.
          * Together they miss nothing if the head is not after the read. */
-        head = fl_etcd_call_head_index(r->mirror_call);
-        if (head > 0 && head <= index && !r->held_lost) {
-                for (size_t i = 0; i < r->n_held && r->mirror_loaded; i++)
-                        if (r->held[i]->node && r->held[i]->node->modified_index > index)
-                                (void) apply_event(r, r->held[i]);
-                held_clear(r);
-                if (r->mirror_loaded)
+        if (r->mirror_call && !r->held_lost) {
+                head = fl_etcd_call_head_index(r->mirror_call);
+                if (head == 0 && r->n_held > 0)
+                        head = r->held[0]->etcd_index;
+                if (head == 0) {
+                        /* Not known yet: the stream's first event tells (stream_event()). */
+                        r->resync_index = index;
                         return;
+                }
+                if (head <= index) {
+                        for (size_t i = 0; i < r->n_held && r->mirror_loaded; i++)
+                                (void) apply_event(r, r->held[i]);
+                        held_clear(r);
+                        if (r->mirror_loaded)
+                                return;
+                }
         }
         /* The stream started late (or broke, or its events did not fit): watch again from the
          * read's index instead. */
@@ -246,6 +254,9 @@ static bool apply_event(Registry *r, const EtcdResponse *resp) {
         int k;
 
         if (!n || !resp->action)
+                return false;
+        /* Already in the store: the full read beside a new stream showed it. */
+        if (n->modified_index <= r->mirror_index)
                 return false;
         rel = fl_reg_key_rel(r, n->key);
         if (n->modified_index > r->mirror_index)
@@ -334,6 +345,17 @@ static void stream_event(EtcdClient *c, EtcdResponse *ev, void *userdata) {
                 r->held = a;
                 r->held[r->n_held++] = own;
                 return;
+        }
+        if (r->resync_index > 0) {
+                bool late = ev->etcd_index > r->resync_index;
+                r->resync_index = 0;
+                if (late) {
+                        /* Started after the read: what came in between is missing. */
+                        k = mirror_watch(r);
+                        if (k < 0)
+                                mirror_retry(r, k);
+                        return;
+                }
         }
         quiet_arm(r);
         if (apply_event(r, ev))
@@ -444,6 +466,7 @@ static int mirror_watch_from(Registry *r, uint64_t wait_index) {
         int k;
 
         r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
+        r->resync_index = 0;
         k = fl_etcd_watch_stream_async(r->etcd, &req, stream_event, stream_done, r, &r->mirror_call);
         if (k >= 0 && r->mirror_loaded)
                 r->mirror_ready = true;

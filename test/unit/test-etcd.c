@@ -1388,6 +1388,31 @@ TEST(stream_history_catchup) {
         stream_done(&s);
 }
 
+/* Far behind (more than ETCD_STREAM_CATCHUP_MAX indices of history to walk): the stream hands
+ * out the first history event, then ends with -ERANGE for the caller to read everything. */
+TEST(stream_history_too_far) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL;
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *r0 = NULL;
+        Stream s;
+
+        if (!shared_etcd())
+                SKIP("no etcd (FLEET_TEST_ETCD unset)");
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(client_new(shared_etcd(), e, NULL, &c));
+        ASSERT_OK(fl_etcd_call(c, &(EtcdRequest) { .method = ETCD_SET, .key = key("sf/a"), .value = "0" }, &r0));
+        for (unsigned i = 0; i < ETCD_STREAM_CATCHUP_MAX + 10; i++)
+                ASSERT_OK(set(c, key("sf/a"), "x"));
+        stream_init(&s, e, c);
+        ASSERT_OK(stream_start(&s, &(EtcdRequest) { .method = ETCD_WATCH, .key = key("sf"), .recursive = true,
+                                                    .wait_index = r0->node->modified_index, .timeout_usec = 10 * USEC }));
+        ASSERT_OK(stream_run(&s, 1, 1, 10 * USEC));
+        ASSERT_EQ(s.n, 1);
+        ASSERT_EQ(s.indexes[0], r0->node->modified_index);
+        ASSERT_EQ(s.r, -ERANGE);
+        stream_done(&s);
+}
+
 TEST(stream_delete_expire) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL;
@@ -2010,7 +2035,7 @@ int main(int argc, char **argv) {
                 T(conditions), T(create_in_order), T(watch_async), T(watch_blocking),
                 T(watch_index_cleared), T(cancel_and_free), T(failover), T(garbage_server),
                 T(garbage_timeouts), T(keepalive_and_stale), T(failover_on_5xx_and_garbage),
-                T(stream_many_writes), T(stream_history_catchup), T(stream_delete_expire), T(stream_cancel),
+                T(stream_many_writes), T(stream_history_catchup), T(stream_history_too_far), T(stream_delete_expire), T(stream_cancel),
                 T(stream_index_cleared), T(stream_timeout), T(stream_garbage),
                 T(tls), T(tls_stream), T(tls_wrong_hostname), T(basic_auth), T(cluster_kill_leader),
         };

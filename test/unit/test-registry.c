@@ -557,6 +557,7 @@ typedef struct MirrorCtx {
         const char *want_machine;
         JobState want_state;
         uint64_t want_index;
+        size_t want_units;
 } MirrorCtx;
 
 static void on_change(Registry *r, void *userdata) {
@@ -700,6 +701,59 @@ TEST(mirror_index_cleared) {
         ASSERT_TRUE(run_until(e, unit_cond, &c, 5000000));
 }
 
+static bool units_cond(void *p) {
+        MirrorCtx *c = p;
+        const RegSnapshot *s = fl_registry_snapshot(c->r);
+        return s && s->n_units == c->want_units;
+}
+
+/* Far behind (more than etcd's stream catch-up limit) while writes go on: a full read beside a
+ * stream started from "now" catches up in one go, and what the stream brought during the read
+ * is applied after it. */
+TEST(mirror_resync_during_writes) {
+        SETUP();
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        ASSERT_OK(sd_event_new(&e));
+        _cleanup_(fl_registry_freep) Registry *w = reg_new(e);
+        _cleanup_(fl_registry_freep) Registry *r = reg_new(e);
+        _cleanup_(fl_unit_file_freep) UnitFile *u = unit(hello_text);
+        MirrorCtx c = { .r = r };
+        char name[64];
+
+        ASSERT_OK(fl_registry_mirror_start(r, on_change, &c));
+        ASSERT_TRUE(run_until(e, ready_cond, &c, 5000000));
+        ASSERT_EQ(fl_registry_mirror_reads(r), 1);
+
+        fl_reg_mirror_pause(r);
+        for (unsigned i = 0; i < ETCD_STREAM_CATCHUP_MAX; i++) {
+                snprintf(name, sizeof(name), "early-%u.service", i);
+                ASSERT_OK(fl_registry_create_unit(w, name, u, JOB_STATE_INACTIVE));
+        }
+        ASSERT_OK(fl_reg_mirror_resume(r));
+        for (unsigned i = 0; i < 40; i++) {
+                snprintf(name, sizeof(name), "late-%u.service", i);
+                ASSERT_OK(fl_registry_create_unit(w, name, u, JOB_STATE_LOADED));
+                (void) sd_event_run(e, 0);
+                (void) sd_event_run(e, 0);
+        }
+        ASSERT_OK(fl_registry_set_target_state(w, "early-0.service", JOB_STATE_LAUNCHED));
+        c.want_units = ETCD_STREAM_CATCHUP_MAX + 40;
+        ASSERT_TRUE(run_until(e, units_cond, &c, 10000000));
+        c.want_unit = "early-0.service", c.want_present = true, c.want_state = JOB_STATE_LAUNCHED;
+        ASSERT_TRUE(run_until(e, unit_cond, &c, 5000000));
+        c.want_index = fl_registry_write_index(w);
+        ASSERT_TRUE(run_until(e, index_cond, &c, 5000000));
+        /* One read more, not one request per missed event. */
+        ASSERT_EQ(fl_registry_mirror_reads(r), 2);
+        c.want_unit = "late-39.service", c.want_state = JOB_STATE_LOADED;
+        ASSERT_TRUE(unit_cond(&c));
+
+        /* And the stream goes on afterwards. */
+        ASSERT_OK(fl_registry_destroy_unit(w, "late-39.service"));
+        c.want_present = false;
+        ASSERT_TRUE(run_until(e, unit_cond, &c, 5000000));
+}
+
 TEST(mirror_etcd_down) {
         SETUP();
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
@@ -813,4 +867,4 @@ TEST(async_done_never_synchronous) {
 
 TEST_MAIN(T(create_unit_raw_keys), T(empty_registry), T(target_state_and_destroy), T(schedule_and_states),
           T(machines), T(lease_and_engine_version), T(decode_robustness), T(mirror_follows),
-          T(mirror_index_cleared), T(mirror_etcd_down), T(gc_units), T(async_done_never_synchronous))
+          T(mirror_index_cleared), T(mirror_resync_during_writes), T(mirror_etcd_down), T(gc_units), T(async_done_never_synchronous))
