@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "api-client.h"
 #include "log.h"
 #include "strv.h"
 
@@ -176,23 +177,6 @@ static int b64url_value(char c) {
         if (c == '_')
                 return 63;
         return -1;
-}
-
-void fl_api_page_token(unsigned limit, unsigned page, char ret[static 9]) {
-        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        uint8_t d[4] = { limit & 0xff, (limit >> 8) & 0xff, page & 0xff, (page >> 8) & 0xff };
-        uint32_t v = (uint32_t) d[0] << 16 | (uint32_t) d[1] << 8 | d[2];
-
-        ret[0] = alphabet[(v >> 18) & 63];
-        ret[1] = alphabet[(v >> 12) & 63];
-        ret[2] = alphabet[(v >> 6) & 63];
-        ret[3] = alphabet[v & 63];
-        v = (uint32_t) d[3] << 16;
-        ret[4] = alphabet[(v >> 18) & 63];
-        ret[5] = alphabet[(v >> 12) & 63];
-        ret[6] = '=';
-        ret[7] = '=';
-        ret[8] = 0;
 }
 
 static int page_token_corrupt(size_t offset, char **ret_msg) {

@@ -78,8 +78,6 @@ typedef struct ApiPage {
 } ApiPage;
 /* Reads nextPageToken from req's query: 0 and *ret, or replies 400 itself and returns -EINVAL. */
 int fl_api_page_from_request(Api *a, HttpRequest *req, ApiPage *ret);
-/* URL-safe base64 with padding of little-endian uint16 limit, page. ret: at least 9 bytes. */
-void fl_api_page_token(unsigned limit, unsigned page, char ret[static 9]);
 /* Decodes a token: 0, or -EINVAL with *ret_msg (owned) set to Go's decoder message. */
 int fl_api_page_token_parse(const char *token, ApiPage *ret, char **ret_msg);
 /* Range [*ret_start, *ret_end) of n items for page p; whether a next token is due. */

@@ -111,6 +111,10 @@ int fl_api_get_unit(ApiClient *c, const char *name, ApiUnit *ret, char **ret_err
 int fl_api_list_states(ApiClient *c, const char *unit_name, const char *machine_id,
                        ApiUnitState **ret, size_t *ret_n, char **ret_error);
 int fl_api_list_machines(ApiClient *c, ApiMachine **ret, size_t *ret_n, char **ret_error);
+/* fleet's page tokens (spec 3.5): URL-safe base64 with padding of little-endian uint16 limit
+ * and page. ret: at least 9 bytes. decode accepts only what fl_api_page_token() writes. */
+void fl_api_page_token(unsigned limit, unsigned page, char ret[static 9]);
+bool fl_api_page_token_decode(const char *token, unsigned *ret_limit, unsigned *ret_page);
 /* PUT units/<name> with options and no desiredState. */
 int fl_api_create_unit(ApiClient *c, const char *name, const UnitFile *u, char **ret_error);
 /* Creates names[i] from files[i] (as fl_api_create_unit) for i < n, parallel requests at once

@@ -131,6 +131,7 @@ struct EtcdCall {
         bool stream;
         EtcdEventFn on_event;
         char *stream_target;    /* target without waitIndex */
+        bool from_now;          /* no waitIndex yet: the first head gives one */
         uint64_t last_event;    /* index of the last event handed out, 0 for none */
         uint64_t head_index, head_raft_index;   /* of the current attempt's head */
         unsigned attempt_events;                /* events of the current attempt */
@@ -1290,6 +1291,14 @@ static int stream_receive(EtcdCall *call, bool complete, bool reusable) {
                         if (call->head_index > c->last_index)
                                 c->last_index = call->head_index;
                         c->preferred = call->endpoint;
+                        /* "From now" means from this head: an attempt after a failure must not
+                         * start at a later "now" and skip what came in between. */
+                        if (call->from_now) {
+                                r = stream_set_index(call, call->head_index + 1);
+                                if (r < 0)
+                                        return r;
+                                call->from_now = false;
+                        }
                 }
         }
         if (h->status < 200 || h->status >= 300) {
@@ -1624,5 +1633,6 @@ int fl_etcd_watch_stream_async(EtcdClient *c, const EtcdRequest *req, EtcdEventF
         r = stream_set_index(call, req->wait_index);
         if (r < 0)
                 return r;
+        call->from_now = req->wait_index == 0;
         return call_enqueue(c, TAKE_PTR(call), done, userdata, ret_call);
 }

@@ -29,8 +29,9 @@
 # heartbeats them and publishes job-state heartbeats and unit states with the same registry
 # calls as fleetd's agent, keeping units in memory instead of calling systemd.
 #
-# Environment: BENCH_REPS (quick measurements, default 7), BENCH_SLOW_REPS (placement, submit
-# of 1,000, failover; default 2, failover 3), BENCH_ETCD_REPS (etcd write floors: submit's,
+# Environment: BENCH_REPS (quick measurements, default 7), BENCH_SLOW_REPS (placement,
+# failover; default 2, failover 3), BENCH_SUBMIT_REPS (submit of 1,000; default 5),
+# BENCH_ETCD_REPS (etcd write floors: submit's,
 # default 3; placement's 2), BENCH_BUDGET (seconds, default 900),
 # BENCH_AGENT_TTL (default 30, fleet's), BENCH_SECTIONS (space-separated subset),
 # BENCH_OUT (default bench/). Every process started is recorded and stopped by PID.
@@ -45,6 +46,7 @@ FB=$FLEET_BUILD/test/fleet-bench
 OUT=${BENCH_OUT:-$TOP/bench}
 REPS=${BENCH_REPS:-7}
 SLOW_REPS=${BENCH_SLOW_REPS:-2}
+SUBMIT_REPS=${BENCH_SUBMIT_REPS:-5}
 FAIL_REPS=${BENCH_FAIL_REPS:-3}
 ETCD_REPS=${BENCH_ETCD_REPS:-3}
 BUDGET=${BENCH_BUDGET:-900}
@@ -354,18 +356,20 @@ start_daemon() {
 	wait_for 30 curl -fs --unix-socket "$DAEMON_SOCK" http://fleet/fleet/v1/machines || {
 		log "$name: API never answered"; tail -5 "$T/$name.log" >&2; return 1; }
 }
+mirror_reads() { curl -fs --unix-socket "$DAEMON_SOCK" http://fleet/metrics | awk '/^fleet_registry_mirror_reads_total/ {print $2}'; }
 ctl_api() { "$FLEET" ctl --endpoint "unix://$DAEMON_SOCK" "$@"; }
 ctl_etcd() { "$FLEET" ctl --driver etcd --endpoint "$EP" --etcd-key-prefix "$1" "${@:2}"; }
 count_units() { [ "$(ctl_api list-unit-files --no-legend 2>/dev/null | wc -l)" -ge "$1" ]; }
 count_states() { [ "$(ctl_api list-units --no-legend 2>/dev/null | wc -l)" -ge "$1" ]; }
 
 sect_submit() {
-	local prefix=$PREFIX_BASE/submit/ r i d ms=() one=() total=() rss ecpu=() fcpu=()
+	local prefix=$PREFIX_BASE/submit/ r i d ms=() one=() total=() rss ecpu=() fcpu=() reads0
 	start_daemon submit "$prefix" || { skip submit_1000 "submit" "daemon did not start"; return; }
 	sleep 5
 	rss=$(rss_kb "$DAEMON_PID")
 	result rss_idle "daemon RSS, idle (empty registry)" "$(fmt "$(awk -v k="$rss" 'BEGIN {print k / 1024}')" 2)" MiB "<= 4" 1 "$DAEMON_KIND"
-	for r in $(seq "$SLOW_REPS"); do
+	reads0=$(mirror_reads)
+	for r in $(seq "$SUBMIT_REPS"); do
 		d=$T/submit-$r
 		mkdir -p "$d"
 		for i in $(seq -w 1 1000); do
@@ -378,7 +382,7 @@ sect_submit() {
 		ecpu+=($(($(cpu_ms "$ETCD_PID") - e0))) fcpu+=($(($(cpu_ms "$DAEMON_PID") - f0)))
 	done
 	result submit_1000 "fleetctl submit of 1,000 units in one call (API)" "$(median "${ms[@]}")" ms "<= 500" ${#ms[@]} \
-		"registry of 0..$((1000 * (SLOW_REPS - 1))) units; CPU meanwhile: etcd $(median "${ecpu[@]}") ms, fleetd $(median "${fcpu[@]}") ms (2 cores)"
+		"registry of 0..$((1000 * (SUBMIT_REPS - 1))) units; runs: ${ms[*]} ms; CPU meanwhile: etcd $(median "${ecpu[@]}") ms, fleetd $(median "${fcpu[@]}") ms (2 cores); full re-reads by the daemon's mirror: $(($(mirror_reads) - reads0))"
 	if [ ${#ms[@]} -gt 0 ] && [ "$(awk -v m="$(median "${ms[@]}")" 'BEGIN {print (m > 500)}')" = 1 ]; then
 		d=$T/submit-prof
 		mkdir -p "$d"

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "api.h"
+#include "api-client.h"
 #include "fuzz.h"
 
 static int b64(char c) {

@@ -112,6 +112,34 @@ TEST(decode_pages_reject) {
         fl_api_machines_free(m, nm);
 }
 
+TEST(page_tokens) {
+        static const struct { unsigned limit, page; const char *token; } t[] = {
+                { 100, 2, "ZAACAA==" },         /* spec 3.5 */
+                { 19, 11852, "EwBMLg==" },
+                { 2, 1, "AgABAA==" },
+        };
+        static const char *bad[] = { "", "ZAACAA=", "ZAACAA=x", "ZAAC+A==", "ZAACAB==", "ZAACAAAA", "ZAACAA==x" };
+        unsigned limit, page;
+        char tok[9];
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                fl_api_page_token(t[i].limit, t[i].page, tok);
+                ASSERT_STREQ(tok, t[i].token);
+                ASSERT_TRUE(fl_api_page_token_decode(tok, &limit, &page));
+                ASSERT_EQ(limit, t[i].limit);
+                ASSERT_EQ(page, t[i].page);
+        }
+        for (unsigned l = 1; l < 70000; l += 997)
+                for (unsigned p = 1; p < 70000; p += 1009) {
+                        fl_api_page_token(l & 0xffff, p & 0xffff, tok);
+                        ASSERT_TRUE(fl_api_page_token_decode(tok, &limit, &page));
+                        ASSERT_EQ(limit, l & 0xffff);
+                        ASSERT_EQ(page, p & 0xffff);
+                }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                ASSERT_FALSE(fl_api_page_token_decode(bad[i], &limit, &page));
+}
+
 TEST(encode_unit) {
         _cleanup_(fl_unit_file_freep) UnitFile *u = NULL;
         _cleanup_free_ char *a = NULL, *b = NULL;
@@ -393,5 +421,5 @@ TEST(create_units_batch) {
         munmap(st, sizeof(ServerStats));
 }
 
-TEST_MAIN(T(decode_unit), T(decode_unit_rejects_bad_types), T(decode_pages), T(decode_pages_reject), T(encode_unit),
+TEST_MAIN(T(decode_unit), T(decode_unit_rejects_bad_types), T(decode_pages), T(decode_pages_reject), T(page_tokens), T(encode_unit),
           T(path_escape), T(error_messages), T(endpoints), T(connect_refused_message), T(create_units_batch))
