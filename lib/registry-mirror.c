@@ -259,8 +259,7 @@ static bool apply_event(Registry *r, const EtcdResponse *resp) {
         if (n->modified_index <= r->mirror_index)
                 return false;
         rel = fl_reg_key_rel(r, n->key);
-        if (n->modified_index > r->mirror_index)
-                r->mirror_index = n->modified_index;
+        r->mirror_index = n->modified_index;
         if (streq(resp->action, "delete") || streq(resp->action, "compareAndDelete") ||
             streq(resp->action, "expire")) {
                 if (!rel || !*rel) {

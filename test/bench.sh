@@ -741,8 +741,11 @@ why_missed() {
 		  the submit (etcd alone about one core for the whole wall time, fleetd about half of the
 		  other) and etcd's own floor for exactly these writes sent by fleet's client with etcd
 		  nearly alone on the box (~0.3 s at 16 in flight). What is left is fleetd's CPU per unit
-		  (HTTP and JSON of the PUT, of 3 write replies and of 3 watch events, ~40 syscalls; see
-		  the profile: no hot spot) competing with etcd for the same two cores.
+		  (HTTP and JSON of the PUT, of 3 write replies and of 3 watch events, ~20 syscalls; see
+		  the profile: no hot spot) competing with etcd for the same two cores, and the two lists
+		  (existence check, wait), which grow with the registry (the runs are on 0..4,000 units).
+		  A run far above the others is usually etcd dropping the daemon's watch stream under
+		  the burst: the Notes count the full re-reads that recovered it.
 		EOF
 		;;
 	rss_10000) cat <<-'EOF'
