@@ -13,8 +13,10 @@
 /* A stream silent this long is restarted, so a dead connection is noticed (an idle registry is
  * silent: heartbeats are TTL refreshes, which etcd does not report). */
 #define MIRROR_WATCH_TIMEOUT_USEC (30 * 1000 * 1000ULL)
-/* Silence this long right after events restarts the stream once (see quiet_timer()). */
-#define MIRROR_QUIET_USEC (2 * 1000 * 1000ULL)
+/* Silence this long right after events restarts the stream once (see quiet_timer()). Short:
+ * the burst that makes etcd drop a stream is typically a lost machine's keys expiring in one
+ * sweep (more than 100 events for 50 units), and the engine must see that expiry at once. */
+#define MIRROR_QUIET_USEC (500 * 1000ULL)
 /* How long the stream may bring nothing at all while our own acknowledged write is unseen
  * before it is taken for dropped (etcd reports every write to its watchers before it answers
  * the writer, so a live stream is never that far behind without showing other events). */
