@@ -124,7 +124,8 @@ int fl_api_create_unit(ApiClient *c, const char *name, const UnitFile *u, char *
  * *ret_error its message; units after it may have been created by requests in flight.
  * 16 at once: fleetd writes each unit with 3 sequential etcd requests over its pool of 16
  * kept-alive connections (lib/etcd.c), and etcd on a 2-core box takes the most writes per
- * second at about 16 in flight (bench/RESULTS.md: 1,000 units in ~0.5 s, ~0.8 s with 4). */
+ * second at about 16 in flight (1,000 units: ~0.4 s at 16, ~0.45-0.6 s at 24 or 32, ~0.8 s
+ * at 4; bench/RESULTS.md). */
 #define FL_API_BATCH_PARALLEL 16U
 #define FL_API_BATCH_PARALLEL_TUNNEL 4U
 int fl_api_create_units(ApiClient *c, char *const *names, UnitFile *const *files, size_t n, size_t parallel,
