@@ -114,6 +114,8 @@ struct Registry {
         sd_event_source *mirror_timer, *change_defer, *stall_timer, *quiet_timer;
         uint64_t stall_index;       /* our newest write the stream has not shown (0: none) */
         uint64_t stall_seen;        /* mirror index when stall_timer was armed */
+        unsigned burst;             /* events each within MIRROR_QUIET_USEC of the last */
+        uint64_t last_event_usec;
         uint64_t backoff_usec;
         uint64_t n_reads;           /* full reads done (first + recoveries) */
 };

@@ -13,10 +13,14 @@
 /* A stream silent this long is restarted, so a dead connection is noticed (an idle registry is
  * silent: heartbeats are TTL refreshes, which etcd does not report). */
 #define MIRROR_WATCH_TIMEOUT_USEC (30 * 1000 * 1000ULL)
-/* Silence this long right after events restarts the stream once (see quiet_timer()). Short:
- * the burst that makes etcd drop a stream is typically a lost machine's keys expiring in one
- * sweep (more than 100 events for 50 units), and the engine must see that expiry at once. */
+/* Silence this long right after a burst of events restarts the stream once (quiet_timer()).
+ * Short: the burst that makes etcd drop a stream is typically a lost machine's keys expiring in
+ * one sweep (over 100 events for 50 units), and the engine must see that expiry at once. */
 #define MIRROR_QUIET_USEC (500 * 1000ULL)
+/* etcd drops a watcher whose queue of 100 events is full, and the stream then still delivers
+ * those 100: only a burst can end in a drop. Events further apart than MIRROR_QUIET_USEC (the
+ * leader's lease renewals, say) are no burst and restart nothing. */
+#define MIRROR_QUIET_BURST 64U
 /* How long the stream may bring nothing at all while our own acknowledged write is unseen
  * before it is taken for dropped (etcd reports every write to its watchers before it answers
  * the writer, so a live stream is never that far behind without showing other events). */
@@ -313,7 +317,20 @@ static int quiet_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-/* (Re)arms quiet_timer MIRROR_QUIET_USEC after this event. */
+/* Counts the events of a burst; once it could have ended in a drop, (re)arms quiet_timer. */
+static void quiet_note_event(Registry *r) {
+        uint64_t now;
+
+        if (sd_event_now(r->event, CLOCK_MONOTONIC, &now) < 0)
+                return;
+        if (now - r->last_event_usec > MIRROR_QUIET_USEC)
+                r->burst = 0;
+        r->last_event_usec = now;
+        if (++r->burst >= MIRROR_QUIET_BURST)
+                quiet_arm(r);
+}
+
+/* (Re)arms quiet_timer MIRROR_QUIET_USEC from now. */
 static void quiet_arm(Registry *r) {
         uint64_t now;
 
@@ -358,7 +375,7 @@ static void stream_event(EtcdClient *c, EtcdResponse *ev, void *userdata) {
                         return;
                 }
         }
-        quiet_arm(r);
+        quiet_note_event(r);
         if (apply_event(r, ev))
                 mirror_changed(r);
         if (!r->mirror_loaded) {
