@@ -746,6 +746,8 @@ why_missed() {
 		  (existence check, wait), which grow with the registry (the runs are on 0..4,000 units).
 		  A run far above the others is usually etcd dropping the daemon's watch stream under
 		  the burst: the Notes count the full re-reads that recovered it.
+		  The box itself moves the figure: within one day the same code gave medians from 377 to
+		  609 ms (5 runs each), and etcd's own floor for these writes moved with it (0.23-0.35 s).
 		EOF
 		;;
 	rss_10000) cat <<-'EOF'
