@@ -1086,6 +1086,16 @@ bool fl_api_page_token_decode(const char *token, unsigned *ret_limit, unsigned *
         return streq(t, token);
 }
 
+/* base with the page token (NULL: the first page); NULL on OOM. */
+static char *page_path(const char *base, const char *token) {
+        _cleanup_free_ char *esc = NULL;
+
+        if (!token)
+                return strdup(base);
+        esc = fl_api_path_escape(token);
+        return esc ? errorf("%s%snextPageToken=%s", base, strchr(base, '?') ? "&" : "?", esc) : NULL;
+}
+
 typedef struct Batch Batch;
 static int batch_run(Batch *b, size_t parallel, size_t *ret_failed, char **ret_error);
 static int pages_ahead(ApiClient *c, const char *base, PageDecoder decode, void *items, size_t *n, unsigned limit,
@@ -1101,7 +1111,7 @@ static int list_pages(ApiClient *c, const char *base, PageDecoder decode, void *
         unsigned ahead = 2;
 
         for (unsigned page = 0;; page++) {
-                _cleanup_free_ char *path = NULL, *body = NULL, *next = NULL, *esc = NULL;
+                _cleanup_free_ char *path = NULL, *body = NULL, *next = NULL;
                 unsigned limit, first;
                 size_t len;
                 int status, r;
@@ -1119,13 +1129,7 @@ static int list_pages(ApiClient *c, const char *base, PageDecoder decode, void *
                         ahead = MIN(ahead * 2, API_PAGES_AHEAD_MAX);
                         continue;
                 }
-                if (token) {
-                        esc = fl_api_path_escape(token);
-                        if (!esc)
-                                return -ENOMEM;
-                }
-                path = errorf("%s%s%s%s", base, token ? (strchr(base, '?') ? "&" : "?") : "",
-                              token ? "nextPageToken=" : "", strempty(esc));
+                path = page_path(base, token);
                 if (!path)
                         return -ENOMEM;
                 r = call(c, "GET", path, NULL, &status, &body, &len, ret_error);
@@ -1704,14 +1708,12 @@ typedef struct PageBatch {
 
 static int page_build(Batch *b, size_t i, const char **ret_method, char **ret_path, char **ret_body) {
         const PageBatch *pb = b->userdata;
-        _cleanup_free_ char *esc = NULL;
         char token[9];
 
         fl_api_page_token(pb->limit, pb->first + (unsigned) i, token);
-        esc = fl_api_path_escape(token);
         *ret_method = "GET";
         *ret_body = NULL;
-        *ret_path = esc ? errorf("%s%snextPageToken=%s", pb->base, strchr(pb->base, '?') ? "&" : "?", esc) : NULL;
+        *ret_path = page_path(pb->base, token);
         return *ret_path ? 0 : -ENOMEM;
 }
 

@@ -104,12 +104,12 @@ struct Registry {
         RegStore *store;
         uint64_t mirror_index;
         EtcdCall *mirror_call;      /* the stream (or, before the first one, nothing) */
-        /* A full read runs beside a stream started from "now" (resync): the stream's events
-         * wait here until the read's store is in place. */
+        /* A full read runs beside a stream started from "now" (resync): while read_call is
+         * set, the stream's events wait here until the read's store is in place. */
         EtcdCall *read_call;
         EtcdResponse **held;
         size_t n_held;
-        bool resyncing, held_lost, need_read;
+        bool held_lost, need_read;
         uint64_t resync_index;      /* read's index, until the stream shows its head is not later */
         sd_event_source *mirror_timer, *change_defer, *stall_timer, *quiet_timer;
         uint64_t stall_index;       /* our newest write the stream has not shown (0: none) */

@@ -65,26 +65,15 @@ static int retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 /* Runs read (or watch, once loaded) again after the current backoff. */
+static int timer_arm(Registry *r, sd_event_source **s, uint64_t usec, sd_event_time_handler_t handler);
+
 static void mirror_retry(Registry *r, int error) {
-        uint64_t now;
         int k;
 
         r->backoff_usec = r->backoff_usec ? MIN(r->backoff_usec * 2, MIRROR_BACKOFF_MAX_USEC) : MIRROR_BACKOFF_MIN_USEC;
         log_debug("registry: mirror %s failed (%s), retrying in %" PRIu64 " ms", r->need_read ? "read" : "watch",
                   strerror(-error), r->backoff_usec / 1000);
-        k = sd_event_now(r->event, CLOCK_MONOTONIC, &now);
-        if (k < 0)
-                return;
-        if (r->mirror_timer) {
-                k = sd_event_source_set_time(r->mirror_timer, now + r->backoff_usec);
-                if (k >= 0)
-                        k = sd_event_source_set_enabled(r->mirror_timer, SD_EVENT_ONESHOT);
-                if (k >= 0)
-                        return;
-                r->mirror_timer = sd_event_source_disable_unref(r->mirror_timer);
-        }
-        k = sd_event_add_time(r->event, &r->mirror_timer, CLOCK_MONOTONIC, now + r->backoff_usec, 0,
-                              retry_timer, r);
+        k = timer_arm(r, &r->mirror_timer, r->backoff_usec, retry_timer);
         if (k < 0)
                 log_debug("registry: cannot arm mirror retry timer: %s", strerror(-k));
 }
@@ -146,7 +135,6 @@ static void read_done(EtcdClient *c, int k, EtcdResponse *borrowed, void *userda
         uint64_t index, head;
 
         r->read_call = NULL;
-        r->resyncing = false;
         if (k == -ENOENT && borrowed)
                 /* No prefix yet: an empty registry. */
                 index = MAX(borrowed->error_index, borrowed->etcd_index);
@@ -244,10 +232,8 @@ static int mirror_read(Registry *r) {
         k = mirror_watch_from(r, 0);
         if (k < 0)
                 return k;
-        r->resyncing = true;
         k = fl_etcd_call_async(r->etcd, &req, read_done, r, &r->read_call);
         if (k < 0) {
-                r->resyncing = false;
                 r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
         }
         return k;
@@ -304,7 +290,7 @@ static int quiet_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         /* Events were flowing, then nothing: etcd may have dropped the stream (it does so,
          * silently, to a reader that fell 100 events behind, i.e. precisely under load). A new
          * stream from the last event seen costs one request, and catches up if it was. */
-        if (r->resyncing)
+        if (r->read_call)
                 return 0;
         if (r->mirror_loaded && r->mirror_call && fl_etcd_call_has_unread(r->mirror_call))
                 quiet_arm(r);   /* not quiet: this process is behind */
@@ -330,28 +316,13 @@ static void quiet_note_event(Registry *r) {
                 quiet_arm(r);
 }
 
-/* (Re)arms quiet_timer MIRROR_QUIET_USEC from now. */
-static void quiet_arm(Registry *r) {
-        uint64_t now;
-
-        if (sd_event_now(r->event, CLOCK_MONOTONIC, &now) < 0)
-                return;
-        if (r->quiet_timer) {
-                if (sd_event_source_set_time(r->quiet_timer, now + MIRROR_QUIET_USEC) >= 0 &&
-                    sd_event_source_set_enabled(r->quiet_timer, SD_EVENT_ONESHOT) >= 0)
-                        return;
-                r->quiet_timer = sd_event_source_disable_unref(r->quiet_timer);
-        }
-        (void) sd_event_add_time(r->event, &r->quiet_timer, CLOCK_MONOTONIC, now + MIRROR_QUIET_USEC, 0,
-                                 quiet_timer, r);
-}
 
 static void stream_event(EtcdClient *c, EtcdResponse *ev, void *userdata) {
         Registry *r = userdata;
         int k;
 
         r->backoff_usec = 0;
-        if (r->resyncing) {
+        if (r->read_call) {
                 /* Kept until the read's store is in place (see read_done()). */
                 EtcdResponse *own = fl_etcd_response_steal(ev), **a;
                 a = own ? reallocarray(r->held, r->n_held + 1, sizeof(*a)) : NULL;
@@ -390,7 +361,7 @@ static void stream_done(EtcdClient *c, int k, EtcdResponse *resp, void *userdata
         Registry *r = userdata;
 
         r->mirror_call = NULL;
-        if (r->resyncing) {
+        if (r->read_call) {
                 /* read_done() watches again from the read's index. */
                 r->held_lost = true;
                 return;
@@ -417,7 +388,7 @@ static int stall_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Registry *r = userdata;
         int k;
 
-        if (!r->mirror_loaded || !r->mirror_call || r->resyncing || r->mirror_index >= r->stall_index) {
+        if (!r->mirror_loaded || !r->mirror_call || r->read_call || r->mirror_index >= r->stall_index) {
                 r->stall_index = 0;
                 return 0;
         }
@@ -450,21 +421,31 @@ void fl_reg_mirror_wrote(Registry *r, uint64_t index) {
         stall_arm(r);
 }
 
-static void stall_arm(Registry *r) {
-        uint64_t now;
 
-        if (sd_event_now(r->event, CLOCK_MONOTONIC, &now) < 0) {
-                r->stall_index = 0;
-                return;
+/* (Re)arms the one-shot timer *s to fire usec from now; a negative errno if it cannot. */
+static int timer_arm(Registry *r, sd_event_source **s, uint64_t usec, sd_event_time_handler_t handler) {
+        uint64_t now;
+        int k;
+
+        k = sd_event_now(r->event, CLOCK_MONOTONIC, &now);
+        if (k < 0)
+                return k;
+        if (*s) {
+                if (sd_event_source_set_time(*s, now + usec) >= 0 &&
+                    sd_event_source_set_enabled(*s, SD_EVENT_ONESHOT) >= 0)
+                        return 0;
+                *s = sd_event_source_disable_unref(*s);
         }
-        if (r->stall_timer) {
-                if (sd_event_source_set_time(r->stall_timer, now + MIRROR_STALL_USEC) >= 0 &&
-                    sd_event_source_set_enabled(r->stall_timer, SD_EVENT_ONESHOT) >= 0)
-                        return;
-                r->stall_timer = sd_event_source_disable_unref(r->stall_timer);
-        }
-        if (sd_event_add_time(r->event, &r->stall_timer, CLOCK_MONOTONIC, now + MIRROR_STALL_USEC, 0, stall_timer,
-                              r) < 0)
+        return sd_event_add_time(r->event, s, CLOCK_MONOTONIC, now + usec, 0, handler, r);
+}
+
+/* (Re)arms quiet_timer MIRROR_QUIET_USEC from now. */
+static void quiet_arm(Registry *r) {
+        (void) timer_arm(r, &r->quiet_timer, MIRROR_QUIET_USEC, quiet_timer);
+}
+
+static void stall_arm(Registry *r) {
+        if (timer_arm(r, &r->stall_timer, MIRROR_STALL_USEC, stall_timer) < 0)
                 r->stall_index = 0;
 }
 
@@ -510,7 +491,6 @@ int fl_registry_mirror_start(Registry *r, RegistryChangeFn on_change, void *user
 void fl_reg_mirror_pause(Registry *r) {
         r->mirror_call = fl_etcd_call_cancel(r->mirror_call);
         r->read_call = fl_etcd_call_cancel(r->read_call);
-        r->resyncing = false;
         held_clear(r);
         r->mirror_timer = sd_event_source_disable_unref(r->mirror_timer);
 }
