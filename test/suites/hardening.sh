@@ -170,7 +170,8 @@ c_api_hostile() {
 make_files() {
 	local F=$T/f
 	mkdir -p "$F"
-	head -c 4096 /dev/urandom >"$F/junk.service"
+	# No NUL: its own message ("NUL byte") would come before the invalid UTF-8 checked for.
+	head -c 4096 /dev/urandom | tr -d '\000' >"$F/junk.service"
 	printf '\xff\xfe' >>"$F/junk.service"
 	head -c $((10 * 1024 * 1024)) /dev/zero | tr '\0' a >"$F/big.service"
 	printf '[Service]\nExecStart=/bin/true\0rm -rf /\n' >"$F/nul.service"
