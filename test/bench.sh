@@ -364,7 +364,7 @@ count_units() { [ "$(ctl_api list-unit-files --no-legend 2>/dev/null | wc -l)" -
 count_states() { [ "$(ctl_api list-units --no-legend 2>/dev/null | wc -l)" -ge "$1" ]; }
 
 sect_submit() {
-	local prefix=$PREFIX_BASE/submit/ r i d ms=() one=() total=() rss ecpu=() fcpu=() reads0
+	local prefix=$PREFIX_BASE/submit/ r i d ms=() one=() total=() rss ecpu=() fcpu=() reads0 floor=() out fp
 	start_daemon submit "$prefix" || { skip submit_1000 "submit" "daemon did not start"; return; }
 	sleep 5
 	rss=$(rss_kb "$DAEMON_PID")
@@ -377,13 +377,33 @@ sect_submit() {
 			printf '[Unit]\nDescription=bench submit %s-%s\n\n[Service]\nExecStart=/bin/sleep infinity\n' "$r" "$i" \
 				>"$d/sub$r-$i.service"
 		done
+		# etcd's own floor for the same writes just before, on the same etcd: the box's speed
+		# moves both alike, so their ratio is what fleet adds. With the one recursive watch
+		# stream every daemon holds (etcd encodes and flushes each event to it), the run ends
+		# when every write has come back as an event, as the daemon's mirror must see them.
+		# Not within 0.5 s after a submit: the daemon then restarts its stream from the last
+		# index it saw, and 3,000 writes elsewhere by then push that out of etcd's 1,000-event
+		# history (a full re-read, counted below, that the submit itself did not cause).
+		fp=$PREFIX_BASE/floor-submit-watch-$r/
+		if out=$("$FB" write --etcd "$EP" --prefix "$fp" --workload submit --units 1000 --parallel 16 --watch); then
+			floor+=("$(awk -v s="$(field seconds "$out")" 'BEGIN {printf "%.0f", s * 1000}')")
+		else
+			log "fleet-bench write --watch: ${out:-failed}"
+		fi
+		delete_prefix "$fp"
 		local e0 f0
 		e0=$(cpu_ms "$ETCD_PID") f0=$(cpu_ms "$DAEMON_PID")
 		ms+=("$(timed_ms ctl_api submit "$d"/*.service)") || break
 		ecpu+=($(($(cpu_ms "$ETCD_PID") - e0))) fcpu+=($(($(cpu_ms "$DAEMON_PID") - f0)))
+		sleep 1 # past that restart, before the next floor writes
 	done
 	result submit_1000 "fleetctl submit of 1,000 units in one call (API)" "$(median "${ms[@]}")" ms "<= 500" ${#ms[@]} \
 		"registry of 0..$((1000 * (SUBMIT_REPS - 1))) units; runs: ${ms[*]} ms; CPU meanwhile: etcd $(median "${ecpu[@]}") ms, fleetd $(median "${fcpu[@]}") ms (2 cores); full re-reads by the daemon's mirror: $(($(mirror_reads) - reads0))"
+	if [ ${#floor[@]} -gt 0 ]; then
+		result etcd_floor_submit_watch "etcd floor beside each submit run: the same 3,000 PUTs (16 units in flight) with one watch stream, until all came back as events" \
+			"$(median "${floor[@]}")" ms "" ${#floor[@]} \
+			"runs: ${floor[*]} ms, each just before the submit run above (fleet's client, fleet-bench write --watch); submit / floor: $(awk -v a="$(median "${ms[@]}")" -v b="$(median "${floor[@]}")" 'BEGIN {printf "%.2f", a / b}')"
+	fi
 	if [ ${#ms[@]} -gt 0 ] && [ "$(awk -v m="$(median "${ms[@]}")" 'BEGIN {print (m > 500)}')" = 1 ]; then
 		d=$T/submit-prof
 		mkdir -p "$d"

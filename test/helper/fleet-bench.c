@@ -51,7 +51,7 @@
  *       K/<i> with the {"Raw":...} value of a submitted unit (bytes= is then the value's size).
  *
  *   fleet-bench write --etcd URL --prefix P --workload submit|submit-check|place|refresh
- *                     --units N [--parallel K] [--n REFRESHES] [--ttl SEC]
+ *                     --units N [--parallel K] [--n REFRESHES] [--ttl SEC] [--watch]
  *       etcd's own write capacity, through fleet's etcd client (lib/etcd.h, async on sd-event)
  *       with at most K units in flight (default 32). Every key and value is built before the
  *       clock starts; the clock runs from the first request to the last answer.
@@ -63,8 +63,12 @@
  *         refresh       an agent's heartbeat of an unchanged key: first (untimed) N keys
  *                       job/<u>/job-state with TTL, then REFRESHES (default 10,000) PUTs with
  *                       ttl, refresh=true, prevExist=true and prevValue (as ttl_key_step) over them
- *       Prints "write workload=.. units=.. parallel=.. requests=.. errors=.. seconds=.. per_s=..
- *       lat_median_ms=.. lat_p90_ms=.. client_cpu_ms=.. value_bytes=..". The caller deletes P. */
+ *       --watch: a recursive stream watch on P is open first (as every fleetd holds one on its
+ *       prefix; etcd encodes and flushes each event to it), and a run ends only when every
+ *       write has also come back as an event, as a daemon's mirror must see them.
+ *       Prints "write workload=.. units=.. parallel=.. watch=0|1 events=.. requests=.. errors=..
+ *       seconds=.. per_s=.. lat_median_ms=.. lat_p90_ms=.. client_cpu_ms=.. value_bytes=..".
+ *       The caller deletes P. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -100,7 +104,7 @@ typedef struct Opts {
         const char *metadata;
         JobState state;
         const char *workload;
-        bool schedule, recursive, presence_only, write;
+        bool schedule, recursive, presence_only, write, watch;
         uint64_t ttl_sec;
 } Opts;
 
@@ -1148,6 +1152,8 @@ struct Wr {
         unsigned n_items, steps; /* this run: units (or refreshes) and requests per unit */
         unsigned next, done, errors, n_lat;
         bool finished;
+        EtcdCall *stream;        /* --watch: a recursive stream on the prefix, as a daemon's */
+        unsigned events, want_events;
         double *lat;             /* ms, per request */
         WrSlot *slots;
 };
@@ -1260,7 +1266,7 @@ static void wr_next(WrSlot *sl) {
                         return;
                 w->done++;
         }
-        if (w->done == w->n_items)
+        if (w->done == w->n_items && w->events >= w->want_events)
                 w->finished = true;
 }
 
@@ -1279,6 +1285,56 @@ static void wr_done(EtcdClient *c, int r, EtcdResponse *resp, void *userdata) {
         wr_next(sl);
 }
 
+/* --watch: the daemon's mirror sees every write as an event; a run is over when it has. */
+static void wr_event(EtcdClient *c, EtcdResponse *event, void *userdata) {
+        Wr *w = userdata;
+
+        if (++w->events >= w->want_events && w->done == w->n_items)
+                w->finished = true;
+}
+
+static void wr_stream_done(EtcdClient *c, int r, EtcdResponse *resp, void *userdata) {
+        Wr *w = userdata;
+
+        fprintf(stderr, "fleet-bench write: watch stream ended: %s\n", strerror(r < 0 ? -r : 0));
+        w->stream = NULL;
+        w->errors++;
+        w->finished = true;
+}
+
+/* Opens the stream from "now" and waits until one write of ours shows on it, so the watcher is
+ * registered with etcd before the clock starts. */
+static int wr_watch(Wr *w) {
+        EtcdRequest req = { .method = ETCD_WATCH, .key = w->o->prefix, .recursive = true };
+        _cleanup_free_ char *key = NULL;
+        int r;
+
+        r = fl_etcd_watch_stream_async(w->etcd, &req, wr_event, wr_stream_done, w, &w->stream);
+        if (r < 0)
+                return r;
+        if (asprintf(&key, "%s%swatch-ready", w->o->prefix, endswith(w->o->prefix, "/") ? "" : "/") < 0)
+                return -ENOMEM;
+        for (unsigned i = 0; i < 50 && w->events == 0 && w->stream; i++) {
+                EtcdRequest put = { .method = ETCD_SET, .key = key, .value = "1" };
+                _cleanup_(fl_etcd_response_freep) EtcdResponse *resp = NULL;
+                uint64_t until = now_mono() + 100 * USEC_PER_MSEC;
+
+                r = fl_etcd_call(w->etcd, &put, &resp);
+                if (r < 0)
+                        return r;
+                while (w->events == 0 && w->stream && now_mono() < until)
+                        if ((r = sd_event_run(w->event, 10 * USEC_PER_MSEC)) < 0)
+                                return r;
+        }
+        if (w->events == 0)
+                return -ETIMEDOUT;
+        /* The last ready write may still be on its way: let it arrive before counting. */
+        for (uint64_t until = now_mono() + 50 * USEC_PER_MSEC; now_mono() < until;)
+                if ((r = sd_event_run(w->event, 10 * USEC_PER_MSEC)) < 0)
+                        return r;
+        return 0;
+}
+
 /* One timed run of n_items units (steps requests each) at o->parallel in flight. */
 static int wr_run(Wr *w, WrKind kind, unsigned n_items, unsigned steps, double *ret_seconds) {
         unsigned k = MIN(w->o->parallel, n_items);
@@ -1289,6 +1345,10 @@ static int wr_run(Wr *w, WrKind kind, unsigned n_items, unsigned steps, double *
         w->n_items = n_items;
         w->steps = steps;
         w->next = w->done = w->n_lat = 0;
+        w->events = 0;
+        /* Every write is an event (the refresh workload's refreshes are not: etcd does not tell
+         * watchers about them); GETs are none. */
+        w->want_events = w->stream && kind != WR_REFRESH ? n_items * MIN(steps, 3U) : 0;
         w->finished = false;
         free(w->lat);
         w->lat = new0(double, (size_t) n_items * steps);
@@ -1345,6 +1405,8 @@ static int cmd_write(const Opts *o) {
         w.kind = kind;
         w.slots = new0(WrSlot, o->parallel);
         r = w.slots ? wr_build(&w, o->units) : -ENOMEM;
+        if (r >= 0 && o->watch)
+                r = wr_watch(&w);
         if (r >= 0 && kind == WR_TTL_CREATE) {
                 /* The keys the agents keep alive, written in full once (untimed). */
                 r = wr_run(&w, WR_TTL_CREATE, o->units, 1, &secs);
@@ -1360,13 +1422,14 @@ static int cmd_write(const Opts *o) {
                 for (unsigned i = 0; i < MIN(steps, 3U); i++)
                         vbytes += strlen(w.values[i]);
                 qsort(w.lat, w.n_lat, sizeof(double), cmp_double);
-                printf("write workload=%s units=%u parallel=%u requests=%u errors=%u setup_errors=%u seconds=%.3f "
-                       "per_s=%.0f lat_median_ms=%.3f lat_p90_ms=%.3f client_cpu_ms=%.0f value_bytes=%zu\n",
-                       o->workload, o->units, o->parallel, w.n_lat, w.errors, errors_setup, secs,
+                printf("write workload=%s units=%u parallel=%u watch=%u events=%u requests=%u errors=%u setup_errors=%u "
+                       "seconds=%.3f per_s=%.0f lat_median_ms=%.3f lat_p90_ms=%.3f client_cpu_ms=%.0f value_bytes=%zu\n",
+                       o->workload, o->units, o->parallel, o->watch, w.events, w.n_lat, w.errors, errors_setup, secs,
                        secs > 0 ? (double) w.n_lat / secs : 0.0, w.n_lat ? w.lat[w.n_lat / 2] : 0.0,
                        w.n_lat ? w.lat[w.n_lat * 9 / 10] : 0.0, cpu_ms, vbytes);
         } else
                 fprintf(stderr, "fleet-bench write: %s\n", strerror(-r));
+        w.stream = fl_etcd_call_cancel(w.stream);
         c = fl_etcd_client_free(c);
         sd_event_unref(e);
         r = r >= 0 && w.errors == 0 && errors_setup == 0 ? 0 : 1;
@@ -1467,6 +1530,7 @@ int main(int argc, char *argv[]) {
                 { "n", required_argument, NULL, 'n' },         { "recursive", no_argument, NULL, 'r' },
                 { "debug", no_argument, NULL, 'd' },           { "presence-only", no_argument, NULL, 'O' },
                 { "write", no_argument, NULL, 'w' },           { "workload", required_argument, NULL, 'W' },
+                { "watch", no_argument, NULL, 'A' },
                 {}
         };
         _cleanup_strv_free_ char **endpoints = NULL;
@@ -1527,6 +1591,9 @@ int main(int argc, char *argv[]) {
                         break;
                 case 'r':
                         o.recursive = true;
+                        break;
+                case 'A':
+                        o.watch = true;
                         break;
                 case 'd':
                         fl_log_set_max_level(LOG_DEBUG);
