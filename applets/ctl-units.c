@@ -677,7 +677,8 @@ static int cmp_arg_name(const void *a, const void *b, void *userdata) {
 /* fleet's lazyCreateUnits. Logs "Error creating units: <err>" itself; <0 on failure. Unlike
  * fleet, every argument is read, parsed and validated before the first unit is written: one
  * bad file among several creates none of them. With several units, the registry is listed once
- * for all of them instead of asked about each, and they are written several at once. */
+ * for all of them instead of asked about each, and they are written several at once; the new
+ * units are not polled for their (known) state afterwards. */
 static int lazy_create_units(Ctl *c, CtlDriver *d, char **args) {
         _cleanup_strv_free_ char **arg_names = NULL;
         _cleanup_(unit_index_done) UnitIndex ix = {};
@@ -774,12 +775,13 @@ static int lazy_create_units(Ctl *c, CtlDriver *d, char **args) {
                         r = log_error_errno(r, "Error creating units: %s", strempty(error));
                         goto finish;
                 }
-                /* Like fleet, this wait ignores --no-block (a new unit is inactive at once
-                 * anyway). */
-                r = wait_for_states(c, d, batch.names, "inactive", c->block_attempts > 0 ? c->block_attempts : 0,
-                                    NULL, NULL);
-                if (r < 0)
-                        r = log_error_errno(r, "Error creating units: One or more errors creating units");
+                /* fleet polls every unit it created until it reads "inactive", and only then
+                 * says so. A unit created without a desired state is inactive the moment the
+                 * write succeeds (nothing schedules it), so the poll could only ever answer
+                 * that (at 1,000 units it cost one more list of the whole registry). */
+                for (size_t i = 0; i < batch.n; i++)
+                        printf("Unit %s inactive\n", batch.names[i]);
+                fflush(stdout);
         }
 finish:
         for (size_t i = 0; i < batch.n; i++)
