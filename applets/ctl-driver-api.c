@@ -29,6 +29,12 @@ static int api_get_unit(CtlDriver *d, const char *name, ApiUnit *ret) {
         return r < 0 ? take_error(d, r, err) : 0;
 }
 
+static int api_get_units(CtlDriver *d, char *const *names, size_t n, ApiUnit **ret, size_t *ret_n) {
+        char *err = NULL;
+        int r = fl_api_get_units(d->data, names, n, ret, ret_n, &err);
+        return r < 0 ? take_error(d, r, err) : 0;
+}
+
 static int api_list_states(CtlDriver *d, const char *unit, ApiUnitState **ret, size_t *ret_n) {
         char *err = NULL;
         int r = fl_api_list_states(d->data, unit, NULL, ret, ret_n, &err);
@@ -76,6 +82,7 @@ static const CtlDriverOps api_ops = {
         .name = "API",
         .list_units = api_list_units,
         .get_unit = api_get_unit,
+        .get_units = api_get_units,
         .list_states = api_list_states,
         .list_machines = api_list_machines,
         .create_unit = api_create_unit,

@@ -19,6 +19,8 @@ typedef struct CtlDriverOps {
         const char *name;
         int (*list_units)(CtlDriver *d, ApiUnit **ret, size_t *ret_n);
         int (*get_unit)(CtlDriver *d, const char *name, ApiUnit *ret);
+        /* Optional: get_unit for n names at once; the ones that exist, in any order. */
+        int (*get_units)(CtlDriver *d, char *const *names, size_t n, ApiUnit **ret, size_t *ret_n);
         /* unit: only that unit's states (NULL: all), sorted by (name, machine). */
         int (*list_states)(CtlDriver *d, const char *unit, ApiUnitState **ret, size_t *ret_n);
         /* Live machines sorted by ID. */

@@ -12,10 +12,11 @@
  *   - stop/unload report a failure to set the target state instead of ignoring it;
  *   - destroy waits (unless --no-block) until the units are gone;
  *   - --replace of an instance uses the local template it was compared with;
- *   - several units are looked up with one list request (not one GET each), written several
- *     at once (a failed write reports the first unit in argument order that failed; writes
- *     already under way for later units may have happened), and waited for with one list
- *     request per poll. */
+ *   - up to 64 units are looked up with their GETs sent at once, more with one list request
+ *     (fleet: one GET after the other); units are written several at once (a failed write
+ *     reports the first unit in argument order that failed; writes already under way for
+ *     later units may have happened) and waited for with the same lookups, one per poll;
+ *   - units just created are not polled: they are inactive once written. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -111,10 +112,10 @@ static char *sibling_path(const char *arg, const char *file) {
         return fl_ctl_asprintf("%.*s/%s", (int) (slash - arg), arg, file);
 }
 
-/* ---- The registry's units, one list read ---- */
+/* ---- The registry's units, read at once ---- */
 
-/* Many units are looked up with one list request instead of one GET each; lookups bsearch the
- * list sorted by name. */
+/* Many units are looked up with one list request (a few with their GETs at once) instead of one
+ * GET after the other; lookups bsearch the units sorted by name. */
 typedef struct UnitIndex {
         ApiUnit *units;
         size_t n;
@@ -147,6 +148,64 @@ static int unit_index_load(CtlDriver *d, UnitIndex *ix) {
                 }
         ix->units = l;
         ix->n = n;
+        return 0;
+}
+
+/* Up to this many units are asked for one by one (all at once) rather than found in a list of the
+ * whole registry: a few units of 10,000 cost a few requests instead of ~150 ms of listing. */
+#define CTL_GET_MAX 64U
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Like unit_index_load(), but ix only needs to hold the units named (and, for instances, their
+ * templates): few names are asked for with the driver's get_units when it has one. */
+static int unit_index_load_names(CtlDriver *d, char *const *names, size_t n, UnitIndex *ix) {
+        _cleanup_strv_free_ char **want = NULL;
+        size_t k = 0, u = 0;
+        ApiUnit *l = NULL;
+        size_t n_l = 0;
+        int r;
+
+        if (!d->ops->get_units || n > 2 * CTL_GET_MAX)
+                return unit_index_load(d, ix);
+        want = new0(char *, 2 * n + 1);
+        if (!want)
+                return fl_ctl_driver_fail(d, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(fl_unit_name_info_done) UnitNameInfo info = {};
+
+                want[k] = strdup(names[i]);
+                if (!want[k])
+                        return fl_ctl_driver_fail(d, -ENOMEM, "out of memory");
+                k++;
+                if (fl_unit_name_is_instance(names[i]) && fl_unit_name_info(names[i], &info) >= 0 &&
+                    info.template_name) {
+                        want[k] = strdup(info.template_name);
+                        if (!want[k])
+                                return fl_ctl_driver_fail(d, -ENOMEM, "out of memory");
+                        k++;
+                }
+        }
+        /* Each name once. */
+        qsort(want, k, sizeof(char *), cmp_str);
+        for (size_t i = 0; i < k; i++)
+                if (u > 0 && streq(want[i], want[u - 1]))
+                        free(want[i]);
+                else
+                        want[u++] = want[i];
+        for (size_t i = u; i < k; i++)
+                want[i] = NULL;
+        if (u > CTL_GET_MAX)
+                return unit_index_load(d, ix);
+        r = d->ops->get_units(d, want, u, &l, &n_l);
+        if (r < 0)
+                return r;
+        unit_index_done(ix);
+        qsort(l, n_l, sizeof(ApiUnit), cmp_unit_name);
+        ix->units = l;
+        ix->n = n_l;
         return 0;
 }
 
@@ -224,12 +283,16 @@ static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char 
                            Wait **ret_waits, char **ret_error) {
         size_t n = fl_strv_length(names), pending = n;
         uint64_t deadline = attempts > 0 ? fl_ctl_now() + (uint64_t) attempts * ATTEMPT_USEC : 0;
+        _cleanup_free_ char **pending_names = NULL;   /* borrowed from w */
         Wait *w;
         int r = 0;
 
         w = new0(Wait, n ?: 1);
-        if (!w)
+        pending_names = new0(char *, n + 1);
+        if (!w || !pending_names) {
+                free(w);
                 return log_oom();
+        }
         for (size_t i = 0; i < n; i++)
                 w[i].name = names[i];
 
@@ -238,9 +301,14 @@ static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char 
                 bool use_list = pending > 1;
                 int list_r = 0;
 
-                /* Several units: one list request per attempt rather than one GET each. */
+                /* Several units: one list request per attempt (or, for a few, their GETs at
+                 * once) rather than one GET after the other. */
                 if (use_list) {
-                        list_r = unit_index_load(d, &ix);
+                        size_t k = 0;
+                        for (size_t i = 0; i < n; i++)
+                                if (!w[i].done && !w[i].gone)
+                                        pending_names[k++] = (char *) w[i].name;
+                        list_r = unit_index_load_names(d, pending_names, k, &ix);
                         if (list_r < 0)
                                 log_debug("Error retrieving Units from Registry: %s", strempty(d->error));
                 }
@@ -719,7 +787,7 @@ static int lazy_create_units(Ctl *c, CtlDriver *d, char **args) {
                 }
 
         if (n_unique > 1) {
-                r = unit_index_load(d, &ix);
+                r = unit_index_load_names(d, arg_names, n_args, &ix);
                 if (r < 0) {
                         const char *first = NULL;
                         for (size_t i = 0; !first && i < n_args; i++)
@@ -816,28 +884,31 @@ static int unit_copy(const ApiUnit *src, ApiUnit *ret) {
 /* fleet's findUnits: the units of the registry named by the arguments, in argument order;
  * names not in the registry are skipped. */
 static int find_units(CtlDriver *d, char **args, ApiUnit **ret, size_t *ret_n) {
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n_args = fl_strv_length(args), n = 0;
         UnitIndex ix = {};
         ApiUnit *out;
-        size_t n = 0;
         int r;
 
-        r = unit_index_load(d, &ix);
+        names = new0(char *, n_args + 1);
+        if (!names)
+                return log_oom();
+        for (size_t i = 0; i < n_args; i++) {
+                names[i] = fl_unit_name_mangle(args[i]);
+                if (!names[i])
+                        return log_oom();
+        }
+        r = unit_index_load_names(d, names, n_args, &ix);
         if (r < 0)
                 return log_error_errno(r, "%s", strempty(d->error));
-        out = new0(ApiUnit, fl_strv_length(args) + 1);
+        out = new0(ApiUnit, n_args + 1);
         if (!out) {
                 unit_index_done(&ix);
                 return log_oom();
         }
-        STRV_FOREACH(a, args) {
-                _cleanup_free_ char *name = fl_unit_name_mangle(*a);
-                const ApiUnit *u;
+        for (size_t i = 0; i < n_args; i++) {
+                const ApiUnit *u = unit_index_find(&ix, names[i]);
 
-                if (!name) {
-                        r = -ENOMEM;
-                        break;
-                }
-                u = unit_index_find(&ix, name);
                 if (u) {
                         r = unit_copy(u, &out[n]);
                         if (r < 0)

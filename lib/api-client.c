@@ -1308,8 +1308,9 @@ struct Batch {
         /* Request i: method, path below the API root, body (NULL: none); *ret_path and
          * *ret_body are the batch's to free. */
         int (*build)(Batch *b, size_t i, const char **ret_method, char **ret_path, char **ret_body);
-        /* A 2xx answer to request i; may take *resp. */
+        /* A 2xx answer to request i (or a 404 with allow_404); may take *resp. */
         int (*answered)(Batch *b, size_t i, HttpResponse **resp);
+        bool allow_404;
         void *userdata;
 };
 
@@ -1455,7 +1456,7 @@ static void slot_response(Batch *b, BatchSlot *s, HttpResponse **respp) {
         s->conn->used = true;
         if (!resp->keep_alive)
                 conn_close(s->conn);
-        if (resp->status < 200 || resp->status > 299) {
+        if ((resp->status < 200 || resp->status > 299) && !(resp->status == 404 && b->allow_404)) {
                 (void) fl_buf_puts(&resp->body, "");
                 slot_fail(b, s, status_errno(resp->status),
                           fl_api_error_message(resp->status, resp->body.data, resp->body.len));
@@ -1766,6 +1767,58 @@ int fl_api_create_units(ApiClient *c, char *const *names, UnitFile *const *files
         Batch b = { .client = c, .n = n, .build = create_build, .userdata = &cb };
 
         return batch_run(&b, parallel, ret_failed, ret_error);
+}
+
+typedef struct GetBatch {
+        char *const *names;
+        ApiUnit *units;          /* one per name; name NULL: there is no such unit */
+} GetBatch;
+
+static int get_build(Batch *b, size_t i, const char **ret_method, char **ret_path, char **ret_body) {
+        const GetBatch *gb = b->userdata;
+        _cleanup_free_ char *esc = fl_api_path_escape(gb->names[i]);
+
+        *ret_method = "GET";
+        *ret_body = NULL;
+        *ret_path = esc ? errorf("units/%s", esc) : NULL;
+        return *ret_path ? 0 : -ENOMEM;
+}
+
+static int get_answered(Batch *b, size_t i, HttpResponse **resp) {
+        GetBatch *gb = b->userdata;
+        int r;
+
+        if ((*resp)->status == 404)
+                return 0;
+        r = fl_api_decode_unit((*resp)->body.data ?: "", (*resp)->body.len, &gb->units[i]);
+        if (r >= 0 && !gb->units[i].name) {
+                fl_api_unit_done(&gb->units[i]);
+                r = -EBADMSG;
+        }
+        return r;
+}
+
+int fl_api_get_units(ApiClient *c, char *const *names, size_t n, ApiUnit **ret, size_t *ret_n, char **ret_error) {
+        GetBatch gb = { .names = names, .units = new0(ApiUnit, n + 1) };
+        Batch b = { .client = c, .n = n, .build = get_build, .answered = get_answered, .allow_404 = true, .userdata = &gb };
+        size_t k = 0;
+        int r;
+
+        if (!gb.units)
+                return -ENOMEM;
+        r = batch_run(&b, 0, NULL, ret_error);
+        for (size_t i = 0; i < n; i++)
+                if (r < 0)
+                        fl_api_unit_done(&gb.units[i]);
+                else if (gb.units[i].name)
+                        gb.units[k++] = gb.units[i];
+        if (r < 0) {
+                free(gb.units);
+                return r;
+        }
+        *ret = gb.units;
+        *ret_n = k;
+        return 0;
 }
 
 

@@ -107,6 +107,10 @@ int fl_api_client_request(ApiClient *c, const char *method, const char *path, co
 int fl_api_list_units(ApiClient *c, ApiUnit **ret, size_t *ret_n, char **ret_error);
 /* -ENOENT when the unit does not exist (404), *ret_error not set then. */
 int fl_api_get_unit(ApiClient *c, const char *name, ApiUnit *ret, char **ret_error);
+/* The units among names[0..n) that exist, asked for at once (GET units/<name> each, as many in
+ * parallel as fl_api_create_units()), in names' order, missing ones left out (*ret_n <= n). A
+ * few units of a big registry cost a few requests instead of listing all of it. */
+int fl_api_get_units(ApiClient *c, char *const *names, size_t n, ApiUnit **ret, size_t *ret_n, char **ret_error);
 /* unit_name, machine_id: exact filters, NULL for none. */
 int fl_api_list_states(ApiClient *c, const char *unit_name, const char *machine_id,
                        ApiUnitState **ret, size_t *ret_n, char **ret_error);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* test-api-client.c: the fleet API client's pure parts: JSON decoding of the v1 entities
  * (trusting nothing), the PUT body, path escaping, fleet's googleapi error strings, endpoint
- * parsing messages; and batches of creates against a small forked HTTP server. */
+ * parsing messages; and batches of creates and lookups against a small forked HTTP server. */
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -221,13 +221,42 @@ TEST(connect_refused_message) {
 
 typedef struct ServerStats {
         int puts;                /* PUT requests answered */
+        int gets;                /* GET requests answered */
         int max_open;            /* most connections open at once */
 } ServerStats;
 
 #define FAKE_MAX_CONNS 64
 
-/* Answers PUT /fleet/v1/units/<name>: 201, 400 for names starting with "bad", and closes every
- * fifth connection after its answer ("Connection: close"), so that the client re-dials. */
+/* The answer to GET /fleet/v1/units/<name> (see fake_server()). */
+static void get_answer(const char *name, bool closing, char *resp, size_t size, ServerStats *st) {
+        static const char not_found[] = "{\"error\":{\"code\":404,\"message\":\"unit does not exist\"}}";
+        static const char broken[] = "{\"error\":{\"code\":500,\"message\":\"broken\"}}";
+        const char *conn = closing ? "Connection: close\r\n" : "";
+        unsigned num = 0;
+        char json[384];
+
+        st->gets++;
+        (void) sscanf(name, "%*[a-z]%u", &num);
+        if (startswith(name, "err"))
+                snprintf(resp, size, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\n%s\r\n%s", strlen(broken), conn, broken);
+        else if (num % 2)
+                snprintf(resp, size, "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\n%s\r\n%s", strlen(not_found), conn, not_found);
+        else {
+                snprintf(json, sizeof(json),
+                         "{\"currentState\":\"inactive\",\"desiredState\":\"inactive\",\"name\":\"%s\","
+                         "\"options\":[{\"name\":\"ExecStart\",\"section\":\"Service\",\"value\":\"/bin/true\"}]}",
+                         name);
+                snprintf(resp, size, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n%s",
+                         strlen(json), conn, json);
+        }
+}
+
+/* Answers PUT /fleet/v1/units/<name>: 201, 400 for names starting with "bad"; GET of one: the
+ * unit for names with an even number, 404 for odd ones, 500 for names starting with "err"; and
+ * closes every fifth connection after its answer ("Connection: close"), so that the client
+ * re-dials. */
 static void fake_server(int lfd, ServerStats *st) {
         struct pollfd p[FAKE_MAX_CONNS + 1] = { { .fd = lfd, .events = POLLIN } };
         char buf[FAKE_MAX_CONNS + 1][8192];
@@ -251,7 +280,7 @@ static void fake_server(int lfd, ServerStats *st) {
                         char *end, *cl, name[256] = "", resp[512];
                         ssize_t k;
                         size_t head, body;
-                        bool bad, closing;
+                        bool closing;
 
                         if (!p[i].revents)
                                 continue;
@@ -274,19 +303,22 @@ static void fake_server(int lfd, ServerStats *st) {
                                 i--;
                                 continue;
                         }
-                        (void) sscanf(buf[i], "PUT /fleet/v1/units/%255[^?]", name);
-                        bad = startswith(name, "bad");
                         closing = ++answered % 5 == 0;
-                        st->puts++;
-                        if (bad)
-                                snprintf(resp, sizeof(resp),
-                                         "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                                         "Content-Length: %zu\r\n%s\r\n{\"error\":{\"code\":400,\"message\":\"no %s\"}}",
-                                         strlen("{\"error\":{\"code\":400,\"message\":\"no \"}}") + strlen(name),
-                                         closing ? "Connection: close\r\n" : "", name);
-                        else
-                                snprintf(resp, sizeof(resp), "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n%s\r\n",
-                                         closing ? "Connection: close\r\n" : "");
+                        if (sscanf(buf[i], "GET /fleet/v1/units/%255[^?]", name) == 1)
+                                get_answer(name, closing, resp, sizeof(resp), st);
+                        else {
+                                (void) sscanf(buf[i], "PUT /fleet/v1/units/%255[^?]", name);
+                                st->puts++;
+                                if (startswith(name, "bad"))
+                                        snprintf(resp, sizeof(resp),
+                                                 "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                                                 "Content-Length: %zu\r\n%s\r\n{\"error\":{\"code\":400,\"message\":\"no %s\"}}",
+                                                 strlen("{\"error\":{\"code\":400,\"message\":\"no \"}}") + strlen(name),
+                                                 closing ? "Connection: close\r\n" : "", name);
+                                else
+                                        snprintf(resp, sizeof(resp), "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n%s\r\n",
+                                                 closing ? "Connection: close\r\n" : "");
+                        }
                         /* Let requests pile up on the other connections first. */
                         usleep(2000);
                         if (write(p[i].fd, resp, strlen(resp)) < 0)
@@ -400,6 +432,41 @@ TEST(create_units_batch) {
                 ASSERT_STREQ(err, "googleapi: Error 400: no bad050.service");
                 ASSERT_TRUE(st->puts >= 51 && st->puts <= 51 + 8);
                 free_batch(200, names, files);
+        }
+        /* Looking units up at once: the ones that exist, in the order asked, 404s left out. */
+        {
+                _cleanup_(fl_api_client_freep) ApiClient *c = NULL;
+                _cleanup_free_ char *err = NULL;
+                ApiUnit *u = NULL;
+                size_t n = 0;
+
+                make_batch(40, NULL, &names, &files);
+                ASSERT_OK(fl_api_client_new(&cfg, &c, NULL));
+                ASSERT_OK(fl_api_get_units(c, names, 40, &u, &n, &err));
+                ASSERT_NULL(err);
+                ASSERT_EQ(st->gets, 40);
+                ASSERT_EQ(n, (size_t) 20);
+                for (size_t i = 0; i < n; i++) {
+                        ASSERT_STREQ(u[i].name, names[2 * i]);
+                        ASSERT_STREQ(u[i].current_state, "inactive");
+                        ASSERT_EQ(u[i].file->n_options, 1);
+                }
+                fl_api_units_free(u, n);
+                free_batch(40, names, files);
+        }
+
+        /* A server error is the batch's error, with fleet's wording. */
+        {
+                _cleanup_(fl_api_client_freep) ApiClient *c = NULL;
+                _cleanup_free_ char *err = NULL;
+                char *want[] = { "u000.service", "err001.service", "u002.service", NULL };
+                ApiUnit *u = NULL;
+                size_t n = 0;
+
+                ASSERT_OK(fl_api_client_new(&cfg, &c, NULL));
+                ASSERT_TRUE(fl_api_get_units(c, want, 3, &u, &n, &err) < 0);
+                ASSERT_STREQ(err, "googleapi: Error 500: broken");
+                ASSERT_NULL(u);
         }
         stop_fake_server(pid, sock);
 
