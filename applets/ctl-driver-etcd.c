@@ -161,18 +161,62 @@ static int etcd_list_units(CtlDriver *d, ApiUnit **ret, size_t *ret_n) {
 }
 
 static int etcd_get_unit(CtlDriver *d, const char *name, ApiUnit *ret) {
-        const RegSnapshot *s;
+        EtcdDriver *e = d->data;
+        _cleanup_(fl_reg_snapshot_freep) RegSnapshot *s = NULL;
         const RegUnit *u;
         int r;
 
-        r = load(d, &s);
+        /* Its own reads, not everything (fleet's etcd driver read one unit the same way). */
+        r = fl_registry_load_units(e->registry, (char *[]) { (char *) name, NULL }, 1, &s);
         if (r < 0)
-                return r;
+                return fail_store(d, r);
         u = fl_reg_snapshot_find_unit(s, name);
         if (!u)
                 return -ENOENT;
         r = convert_unit(u, false, ret);
         return r < 0 ? fail_store(d, r) : 0;
+}
+
+/* Up to this many units are read one by one (3 reads each, as fleet did) rather than with one
+ * read of everything: 10,000 units are a 10 MB read and ~0.8 s of decoding. */
+#define ETCD_GET_MAX 8U
+
+static int etcd_get_units(CtlDriver *d, char *const *names, size_t n, ApiUnit **ret, size_t *ret_n) {
+        EtcdDriver *e = d->data;
+        _cleanup_(fl_reg_snapshot_freep) RegSnapshot *own = NULL;
+        const RegSnapshot *s;
+        ApiUnit *l;
+        size_t k = 0;
+        int r;
+
+        if (n > ETCD_GET_MAX)
+                r = load(d, &s);
+        else {
+                r = fl_registry_load_units(e->registry, names, n, &own);
+                if (r < 0)
+                        return fail_store(d, r);
+                s = own;
+        }
+        if (r < 0)
+                return r;
+        l = new0(ApiUnit, n + 1);
+        if (!l)
+                return fail_store(d, -ENOMEM);
+        for (size_t i = 0; i < n; i++) {
+                const RegUnit *u = fl_reg_snapshot_find_unit(s, names[i]);
+
+                if (!u)
+                        continue;
+                r = convert_unit(u, false, &l[k]);
+                if (r < 0) {
+                        fl_api_units_free(l, k);
+                        return fail_store(d, r);
+                }
+                k++;
+        }
+        *ret = l;
+        *ret_n = k;
+        return 0;
 }
 
 static int etcd_list_states(CtlDriver *d, const char *unit, ApiUnitState **ret, size_t *ret_n) {
@@ -401,6 +445,7 @@ static const CtlDriverOps etcd_ops = {
         .name = "etcd",
         .list_units = etcd_list_units,
         .get_unit = etcd_get_unit,
+        .get_units = etcd_get_units,
         .list_states = etcd_list_states,
         .list_machines = etcd_list_machines,
         .create_unit = etcd_create_unit,

@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "registry-internal.h"
+#include "unit-file.h"
 
 int fl_registry_new(const RegistryConfig *cfg, sd_event *event, Registry **ret) {
         _cleanup_(fl_registry_freep) Registry *r = NULL;
@@ -324,6 +325,67 @@ int fl_registry_load(Registry *r, RegSnapshot **ret) {
                 }
         }
         k = fl_reg_snapshot_build(&t, index, ret);
+        fl_reg_tree_clear(&t);
+        return k;
+}
+
+/* Adds what a GET of key holds to t (nothing when it is missing); *index: the highest etcd
+ * index seen. */
+static int load_add(Registry *r, RegTree *t, const char *key, bool recursive, uint64_t *index) {
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *resp = NULL;
+        EtcdRequest req = { .method = ETCD_GET, .key = key, .recursive = recursive, .quorum = true };
+        int k;
+
+        k = fl_etcd_call(r->etcd, &req, &resp);
+        if (k == -ENOENT) {
+                if (resp)
+                        *index = MAX(*index, MAX(resp->error_index, resp->etcd_index));
+                return 0;
+        }
+        if (k < 0)
+                return k;
+        if (!resp)
+                return -EBADMSG;
+        *index = MAX(*index, resp->etcd_index);
+        return fl_reg_tree_add_etcd(r, t, resp->node);
+}
+
+int fl_registry_load_units(Registry *r, char *const *names, size_t n, RegSnapshot **ret) {
+        RegTree t = {};
+        uint64_t index = 0;
+        int k = 0;
+
+        for (size_t i = 0; k >= 0 && i < n; i++) {
+                _cleanup_free_ char *job = NULL, *states = NULL, *object = NULL, *unit = NULL, *oname = NULL;
+                uint8_t hash[20];
+                char hex[41];
+                RegNode *o;
+
+                /* A name that is no single path element would read other keys: no such unit. */
+                if (isempty(names[i]) || strchr(names[i], '/') || streq(names[i], ".") || streq(names[i], ".."))
+                        continue;
+                job = reg_key(r, "job", names[i]);
+                states = reg_key(r, "states", names[i]);
+                if (asprintf(&object, "job/%s/object", names[i]) < 0)
+                        object = NULL;
+                if (!job || !states || !object) {
+                        k = -ENOMEM;
+                        break;
+                }
+                k = load_add(r, &t, job, true, &index);
+                if (k >= 0)
+                        k = load_add(r, &t, states, true, &index);
+                if (k < 0)
+                        break;
+                o = fl_reg_tree_find(&t, object);
+                if (!o || !o->value || fl_reg_decode_job_object(o->value, &oname, hash) < 0)
+                        continue;   /* no unit, or one the snapshot skips as unreadable */
+                fl_hash_to_hex(hash, hex);
+                unit = reg_key(r, "unit", hex);
+                k = unit ? load_add(r, &t, unit, false, &index) : -ENOMEM;
+        }
+        if (k >= 0)
+                k = fl_reg_snapshot_build(&t, index, ret);
         fl_reg_tree_clear(&t);
         return k;
 }

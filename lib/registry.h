@@ -120,6 +120,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Registry *, fl_registry_free);
 /* One consistent read of everything under the prefix, decoded. -ENOENT never: an empty
  * registry is an empty snapshot. */
 int fl_registry_load(Registry *r, RegSnapshot **ret);
+/* The same for just the units named (their job/, states/ and unit file: 3 reads each, fleet's
+ * per-unit reads), for a few units of a big registry. Machines are not read; names that are
+ * no valid key element are skipped like missing units. */
+int fl_registry_load_units(Registry *r, char *const *names, size_t n, RegSnapshot **ret);
 
 /* Mirror for daemons: first read + watch; on_change runs from the loop (coalesced, at most
  * once per loop iteration) after the mirror changed. Watch errors are retried with backoff;

@@ -385,6 +385,62 @@ TEST(schedule_and_states) {
         ASSERT_FALSE(raw_exists("job/web.service/target"));
 }
 
+/* A few units read on their own (fleetctl's etcd driver, few names) decode exactly as in a read
+ * of everything; other units are not read. */
+TEST(load_units) {
+        SETUP();
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        ASSERT_OK(sd_event_new(&e));
+        _cleanup_(fl_registry_freep) Registry *r = reg_new(e);
+        _cleanup_(fl_unit_file_freep) UnitFile *u = unit(hello_text);
+        _cleanup_(fl_unit_file_freep) UnitFile *g = unit("[Service]\nExecStart=/bin/true\n[X-Fleet]\nGlobal=true\n");
+        const char *m1 = "c31e44e1f7f642bea3b54b7f6d0be1c5";
+        _cleanup_(fl_reg_snapshot_freep) RegSnapshot *all = NULL, *few = NULL, *none = NULL;
+        char *names[] = { "web.service", "missing.service", "job/x", "..", "glob.service", "idle.service", NULL };
+
+        ASSERT_OK(fl_registry_create_unit(r, "web.service", u, JOB_STATE_LAUNCHED));
+        ASSERT_OK(ASYNC(e, fl_registry_schedule_async(r, "web.service", m1, done_cb, DONE)));
+        ASSERT_OK(ASYNC(e, fl_registry_job_heartbeat_async(r, "web.service", m1, 30, done_cb, DONE)));
+        RegUnitState st = {
+                .name = (char *) "web.service",
+                .machine_id = (char *) m1,
+                .load_state = (char *) "loaded",
+                .active_state = (char *) "active",
+                .sub_state = (char *) "running",
+        };
+        fl_hash_to_hex((const uint8_t *) "01234567890123456789", st.hash);
+        ASSERT_OK(ASYNC(e, fl_registry_save_unit_state_async(r, &st, 30, done_cb, DONE)));
+        ASSERT_OK(fl_registry_create_unit(r, "glob.service", g, JOB_STATE_LAUNCHED));
+        ASSERT_OK(fl_registry_create_unit(r, "idle.service", u, JOB_STATE_INACTIVE));
+        ASSERT_OK(fl_registry_create_unit(r, "other.service", g, JOB_STATE_LOADED));
+        /* A job directory without object is no unit, in either read. */
+        ASSERT_OK(raw_put("job/ghost.service/target", m1));
+
+        ASSERT_OK(fl_registry_load(r, &all));
+        ASSERT_OK(fl_registry_load_units(r, names, 6, &few));
+        ASSERT_EQ(all->n_units, 4);
+        ASSERT_EQ(few->n_units, 3);
+        ASSERT_NULL(fl_reg_snapshot_find_unit(few, "other.service"));
+        ASSERT_EQ(few->n_machines, 0);
+        for (size_t i = 0; i < few->n_units; i++) {
+                const RegUnit *a = fl_reg_snapshot_find_unit(all, few->units[i].name), *b = &few->units[i];
+
+                ASSERT_NOT_NULL(a);
+                ASSERT_STREQ(a->hash, b->hash);
+                ASSERT_TRUE(a->file && b->file && fl_unit_file_equal(a->file, b->file));
+                ASSERT_EQ(a->global, b->global);
+                ASSERT_EQ(a->target_state, b->target_state);
+                ASSERT_EQ(a->current_state, b->current_state);
+                ASSERT_TRUE(streq_ptr(a->target, b->target));
+                ASSERT_TRUE(streq_ptr(a->job_state, b->job_state));
+        }
+        ASSERT_EQ(fl_reg_snapshot_find_unit(few, "web.service")->current_state, JOB_STATE_LAUNCHED);
+        ASSERT_TRUE(fl_reg_snapshot_find_unit(few, "glob.service")->global);
+
+        ASSERT_OK(fl_registry_load_units(r, (char *[]) { "missing.service", NULL }, 1, &none));
+        ASSERT_EQ(none->n_units, 0);
+}
+
 TEST(machines) {
         SETUP();
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
@@ -865,6 +921,6 @@ TEST(async_done_never_synchronous) {
         ASSERT_EQ(d2.n, 0);
 }
 
-TEST_MAIN(T(create_unit_raw_keys), T(empty_registry), T(target_state_and_destroy), T(schedule_and_states),
+TEST_MAIN(T(create_unit_raw_keys), T(empty_registry), T(target_state_and_destroy), T(schedule_and_states), T(load_units),
           T(machines), T(lease_and_engine_version), T(decode_robustness), T(mirror_follows),
           T(mirror_index_cleared), T(mirror_resync_during_writes), T(mirror_etcd_down), T(gc_units), T(async_done_never_synchronous))
