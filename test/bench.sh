@@ -768,17 +768,19 @@ why_missed() {
 		  registry once, validates every file, then sends 16 PUTs at a time; the daemon decides
 		  each from its mirror (decoded per event, no rebuild) and writes the unit with 3 etcd
 		  requests (unit/<hash>, target-state, object; an inactive unit needs no read-back):
-		  1,000 units are 3,000 etcd writes. The Notes give the CPU etcd and fleetd used during
-		  the submit (etcd alone about one core for the whole wall time, fleetd about half of the
-		  other) and etcd's own floor for exactly these writes sent by fleet's client with etcd
-		  nearly alone on the box (~0.3 s at 16 in flight). What is left is fleetd's CPU per unit
-		  (HTTP and JSON of the PUT, of 3 write replies and of 3 watch events, ~20 syscalls; see
-		  the profile: no hot spot) competing with etcd for the same two cores, and the two lists
-		  (existence check, wait), which grow with the registry (the runs are on 0..4,000 units).
-		  A run far above the others is usually etcd dropping the daemon's watch stream under
-		  the burst: the Notes count the full re-reads that recovered it.
-		  The box itself moves the figure: within one day the same code gave medians from 377 to
-		  609 ms (5 runs each), and etcd's own floor for these writes moved with it (0.23-0.35 s).
+		  1,000 units are 3,000 etcd writes, and 3,000 events etcd encodes and flushes to the
+		  daemon's watch stream. The row "etcd floor beside each submit run" is etcd doing exactly
+		  that for fleet's own client alone on the box, measured just before each submit: the
+		  submit / floor ratio is what fleet adds (~1.3-1.4: fleetd's CPU per unit for the HTTP and
+		  JSON of the PUT, of 3 write replies and of 3 events, ~20 syscalls, no hot spot in the
+		  profile; fleetctl's start, reading and validating 1,000 files, and its existence check,
+		  a list that grows with the registry: the runs are on 0..4,000 units). Tried without gain:
+		  a unit's 3 writes pipelined on one connection (a test client against etcd) or 2 of them
+		  in parallel (a fleetd build): etcd's throughput stays the same, CPU is the limit, not round
+		  trips; 8, 24 or 32 PUTs in flight;
+		  GETs instead of the existence list (~65 ms for 1,000 names at any registry size).
+		  The box itself moves the figure: within a day the same code gave medians from 377 to
+		  609 ms, and etcd's floor moves with it.
 		EOF
 		;;
 	rss_10000) cat <<-'EOF'
