@@ -180,6 +180,20 @@ static int wait_done(sd_event *e, Done *d) {
         })
 #define DONE (&_d)
 
+/* What an agent reports for a running unit (strings borrowed). */
+static RegUnitState running_state(const char *name, const char *machine_id) {
+        RegUnitState st = {
+                .name = (char *) name,
+                .machine_id = (char *) machine_id,
+                .load_state = (char *) "loaded",
+                .active_state = (char *) "active",
+                .sub_state = (char *) "running",
+        };
+
+        fl_hash_to_hex((const uint8_t *) "01234567890123456789", st.hash);
+        return st;
+}
+
 /* ---- Tests ---- */
 
 TEST(create_unit_raw_keys) {
@@ -296,14 +310,7 @@ TEST(schedule_and_states) {
         ASSERT_STREQ(s1->units[0].target, m1);
         ASSERT_EQ(s1->units[0].current_state, JOB_STATE_INACTIVE);
 
-        RegUnitState st = {
-                .name = (char *) "web.service",
-                .machine_id = (char *) m1,
-                .load_state = (char *) "loaded",
-                .active_state = (char *) "active",
-                .sub_state = (char *) "running",
-        };
-        fl_hash_to_hex((const uint8_t *) "01234567890123456789", st.hash);
+        RegUnitState st = running_state("web.service", m1);
         ASSERT_OK(ASYNC(e, fl_registry_save_unit_state_async(r, &st, 30, done_cb, DONE)));
         _cleanup_free_ char *want = fl_reg_encode_unit_state(&st);
         char key[128];
@@ -401,14 +408,7 @@ TEST(load_units) {
         ASSERT_OK(fl_registry_create_unit(r, "web.service", u, JOB_STATE_LAUNCHED));
         ASSERT_OK(ASYNC(e, fl_registry_schedule_async(r, "web.service", m1, done_cb, DONE)));
         ASSERT_OK(ASYNC(e, fl_registry_job_heartbeat_async(r, "web.service", m1, 30, done_cb, DONE)));
-        RegUnitState st = {
-                .name = (char *) "web.service",
-                .machine_id = (char *) m1,
-                .load_state = (char *) "loaded",
-                .active_state = (char *) "active",
-                .sub_state = (char *) "running",
-        };
-        fl_hash_to_hex((const uint8_t *) "01234567890123456789", st.hash);
+        RegUnitState st = running_state("web.service", m1);
         ASSERT_OK(ASYNC(e, fl_registry_save_unit_state_async(r, &st, 30, done_cb, DONE)));
         ASSERT_OK(fl_registry_create_unit(r, "glob.service", g, JOB_STATE_LAUNCHED));
         ASSERT_OK(fl_registry_create_unit(r, "idle.service", u, JOB_STATE_INACTIVE));
