@@ -744,9 +744,10 @@ static int cmp_arg_name(const void *a, const void *b, void *userdata) {
 
 /* fleet's lazyCreateUnits. Logs "Error creating units: <err>" itself; <0 on failure. Unlike
  * fleet, every argument is read, parsed and validated before the first unit is written: one
- * bad file among several creates none of them. With several units, the registry is listed once
- * for all of them instead of asked about each, and they are written several at once; the new
- * units are not polled for their (known) state afterwards. */
+ * bad file among several creates none of them. With several units, the registry is asked once
+ * for all of them (their GETs at once, or one list for many) instead of about each in turn,
+ * they are written several at once, and the new units are not polled for their (known) state
+ * afterwards. */
 static int lazy_create_units(Ctl *c, CtlDriver *d, char **args) {
         _cleanup_strv_free_ char **arg_names = NULL;
         _cleanup_(unit_index_done) UnitIndex ix = {};
