@@ -160,16 +160,35 @@ static int etcd_list_units(CtlDriver *d, ApiUnit **ret, size_t *ret_n) {
         return 0;
 }
 
+/* Whether names can be read one by one: etcd cuts the connection of a request line over ~8 KiB,
+ * and no unit has a name over FL_UNIT_NAME_MAX (the API refuses it), but one written into etcd
+ * by hand would still show in a read of everything. */
+static bool names_short(char *const *names, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (strlen(names[i]) > FL_UNIT_NAME_MAX)
+                        return false;
+        return true;
+}
+
 static int etcd_get_unit(CtlDriver *d, const char *name, ApiUnit *ret) {
         EtcdDriver *e = d->data;
-        _cleanup_(fl_reg_snapshot_freep) RegSnapshot *s = NULL;
+        _cleanup_(fl_reg_snapshot_freep) RegSnapshot *own = NULL;
+        const RegSnapshot *s;
+        char *names[] = { (char *) name, NULL };
         const RegUnit *u;
         int r;
 
         /* Its own reads, not everything (fleet's etcd driver read one unit the same way). */
-        r = fl_registry_load_units(e->registry, (char *[]) { (char *) name, NULL }, 1, &s);
-        if (r < 0)
-                return fail_store(d, r);
+        if (names_short(names, 1)) {
+                r = fl_registry_load_units(e->registry, names, 1, &own);
+                if (r < 0)
+                        return fail_store(d, r);
+                s = own;
+        } else {
+                r = load(d, &s);
+                if (r < 0)
+                        return r;
+        }
         u = fl_reg_snapshot_find_unit(s, name);
         if (!u)
                 return -ENOENT;
@@ -189,7 +208,7 @@ static int etcd_get_units(CtlDriver *d, char *const *names, size_t n, ApiUnit **
         size_t k = 0;
         int r;
 
-        if (n > ETCD_GET_MAX)
+        if (n > ETCD_GET_MAX || !names_short(names, n))
                 r = load(d, &s);
         else {
                 r = fl_registry_load_units(e->registry, names, n, &own);

@@ -122,7 +122,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Registry *, fl_registry_free);
 int fl_registry_load(Registry *r, RegSnapshot **ret);
 /* The same for just the units named (their job/, states/ and unit file: 3 reads each, fleet's
  * per-unit reads), for a few units of a big registry. Machines are not read; names that are
- * no valid key element are skipped like missing units. */
+ * no valid key element are skipped like missing units. Each name goes into a request line,
+ * which etcd cuts off over ~8 KiB (-ECONNRESET): keep them to unit name length. */
 int fl_registry_load_units(Registry *r, char *const *names, size_t n, RegSnapshot **ret);
 
 /* Mirror for daemons: first read + watch; on_change runs from the loop (coalesced, at most
