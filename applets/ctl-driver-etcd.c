@@ -170,25 +170,34 @@ static bool names_short(char *const *names, size_t n) {
         return true;
 }
 
-static int etcd_get_unit(CtlDriver *d, const char *name, ApiUnit *ret) {
+/* Up to this many units are read one by one (3 reads each, as fleet did) rather than with one
+ * read of everything: 10,000 units are a 10 MB read and ~0.8 s of decoding. */
+#define ETCD_GET_MAX 8U
+
+/* A snapshot holding at least the units named: their own reads (into *own, the caller's to
+ * free) for a few short names, else a read of everything. */
+static int load_named(CtlDriver *d, char *const *names, size_t n, RegSnapshot **own, const RegSnapshot **ret) {
         EtcdDriver *e = d->data;
+        int r;
+
+        if (n > ETCD_GET_MAX || !names_short(names, n))
+                return load(d, ret);
+        r = fl_registry_load_units(e->registry, names, n, own);
+        if (r < 0)
+                return fail_store(d, r);
+        *ret = *own;
+        return 0;
+}
+
+static int etcd_get_unit(CtlDriver *d, const char *name, ApiUnit *ret) {
         _cleanup_(fl_reg_snapshot_freep) RegSnapshot *own = NULL;
         const RegSnapshot *s;
-        char *names[] = { (char *) name, NULL };
         const RegUnit *u;
         int r;
 
-        /* Its own reads, not everything (fleet's etcd driver read one unit the same way). */
-        if (names_short(names, 1)) {
-                r = fl_registry_load_units(e->registry, names, 1, &own);
-                if (r < 0)
-                        return fail_store(d, r);
-                s = own;
-        } else {
-                r = load(d, &s);
-                if (r < 0)
-                        return r;
-        }
+        r = load_named(d, (char *[]) { (char *) name, NULL }, 1, &own, &s);
+        if (r < 0)
+                return r;
         u = fl_reg_snapshot_find_unit(s, name);
         if (!u)
                 return -ENOENT;
@@ -196,26 +205,14 @@ static int etcd_get_unit(CtlDriver *d, const char *name, ApiUnit *ret) {
         return r < 0 ? fail_store(d, r) : 0;
 }
 
-/* Up to this many units are read one by one (3 reads each, as fleet did) rather than with one
- * read of everything: 10,000 units are a 10 MB read and ~0.8 s of decoding. */
-#define ETCD_GET_MAX 8U
-
 static int etcd_get_units(CtlDriver *d, char *const *names, size_t n, ApiUnit **ret, size_t *ret_n) {
-        EtcdDriver *e = d->data;
         _cleanup_(fl_reg_snapshot_freep) RegSnapshot *own = NULL;
         const RegSnapshot *s;
         ApiUnit *l;
         size_t k = 0;
         int r;
 
-        if (n > ETCD_GET_MAX || !names_short(names, n))
-                r = load(d, &s);
-        else {
-                r = fl_registry_load_units(e->registry, names, n, &own);
-                if (r < 0)
-                        return fail_store(d, r);
-                s = own;
-        }
+        r = load_named(d, names, n, &own, &s);
         if (r < 0)
                 return r;
         l = new0(ApiUnit, n + 1);

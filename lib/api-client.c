@@ -1168,14 +1168,18 @@ int fl_api_list_units(ApiClient *c, ApiUnit **ret, size_t *ret_n, char **ret_err
         return *ret ? 0 : -ENOMEM;
 }
 
+/* "units/<name>", the name escaped as fleet's client does; NULL on OOM. */
+static char *unit_path(const char *name) {
+        _cleanup_free_ char *esc = fl_api_path_escape(name);
+
+        return esc ? errorf("units/%s", esc) : NULL;
+}
+
 int fl_api_get_unit(ApiClient *c, const char *name, ApiUnit *ret, char **ret_error) {
-        _cleanup_free_ char *esc = fl_api_path_escape(name), *path = NULL, *body = NULL, *err = NULL;
+        _cleanup_free_ char *path = unit_path(name), *body = NULL, *err = NULL;
         size_t len;
         int status, r;
 
-        if (!esc)
-                return -ENOMEM;
-        path = errorf("units/%s", esc);
         if (!path)
                 return -ENOMEM;
         r = call(c, "GET", path, NULL, &status, &body, &len, &err);
@@ -1238,12 +1242,9 @@ int fl_api_list_machines(ApiClient *c, ApiMachine **ret, size_t *ret_n, char **r
 }
 
 static int put_unit(ApiClient *c, const char *name, const char *desired, const UnitFile *u, char **ret_error) {
-        _cleanup_free_ char *esc = fl_api_path_escape(name), *path = NULL, *body = NULL;
+        _cleanup_free_ char *path = unit_path(name), *body = NULL;
         int status;
 
-        if (!esc)
-                return -ENOMEM;
-        path = errorf("units/%s", esc);
         body = fl_api_encode_unit(name, desired, u);
         if (!path || !body)
                 return -ENOMEM;
@@ -1259,12 +1260,9 @@ int fl_api_set_unit_target_state(ApiClient *c, const char *name, const char *sta
 }
 
 int fl_api_destroy_unit(ApiClient *c, const char *name, char **ret_error) {
-        _cleanup_free_ char *esc = fl_api_path_escape(name), *path = NULL, *err = NULL;
+        _cleanup_free_ char *path = unit_path(name), *err = NULL;
         int status, r;
 
-        if (!esc)
-                return -ENOMEM;
-        path = errorf("units/%s", esc);
         if (!path)
                 return -ENOMEM;
         r = call(c, "DELETE", path, NULL, &status, NULL, NULL, &err);
@@ -1693,10 +1691,9 @@ typedef struct CreateBatch {
 
 static int create_build(Batch *b, size_t i, const char **ret_method, char **ret_path, char **ret_body) {
         const CreateBatch *cb = b->userdata;
-        _cleanup_free_ char *esc = fl_api_path_escape(cb->names[i]);
 
         *ret_method = "PUT";
-        *ret_path = esc ? errorf("units/%s", esc) : NULL;
+        *ret_path = unit_path(cb->names[i]);
         *ret_body = fl_api_encode_unit(cb->names[i], NULL, cb->files[i]);
         return *ret_path && *ret_body ? 0 : -ENOMEM;
 }
@@ -1776,11 +1773,10 @@ typedef struct GetBatch {
 
 static int get_build(Batch *b, size_t i, const char **ret_method, char **ret_path, char **ret_body) {
         const GetBatch *gb = b->userdata;
-        _cleanup_free_ char *esc = fl_api_path_escape(gb->names[i]);
 
         *ret_method = "GET";
         *ret_body = NULL;
-        *ret_path = esc ? errorf("units/%s", esc) : NULL;
+        *ret_path = unit_path(gb->names[i]);
         return *ret_path ? 0 : -ENOMEM;
 }
 

@@ -123,6 +123,10 @@ struct Registry {
 /* Absolute key: prefix + "/" + parts joined with "/" (NULL-terminated list). NULL on OOM. */
 char *fl_reg_key(Registry *r, ...) __attribute__((sentinel));
 #define reg_key(r, ...) fl_reg_key(r, __VA_ARGS__, NULL)
+/* Whether s is one path element of a key (no '/', not "." or ".."): a unit or machine name. */
+static inline bool fl_reg_valid_part(const char *s) {
+        return !isempty(s) && !strchr(s, '/') && !streq(s, ".") && !streq(s, "..");
+}
 /* Key relative to the prefix, or NULL if key is not below it. */
 const char *fl_reg_key_rel(Registry *r, const char *key);
 /* Calls f for every value below n (keys relative to the prefix, values never NULL) until it

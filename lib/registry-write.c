@@ -5,10 +5,6 @@
 #include "registry-internal.h"
 #include "unit-file.h"
 
-static bool valid_part(const char *s) {
-        return !isempty(s) && !strchr(s, '/') && !streq(s, ".") && !streq(s, "..");
-}
-
 /* ---- TTL keys: refresh when unchanged ----
  * A helper sub-machine over states base and base+1 for key op->key[i] = value op->value[i]:
  * if we wrote this very value last time, refresh the TTL with a compare on the value (so a key
@@ -132,7 +128,7 @@ static int create_unit_op(Registry *r, const char *name, const UnitFile *u, JobS
         char hex[41];
         int k;
 
-        if (!valid_part(name) || !u || !fl_job_state_to_string(target))
+        if (!fl_reg_valid_part(name) || !u || !fl_job_state_to_string(target))
                 return -EINVAL;
         raw = fl_unit_file_serialize(u);
         if (!raw)
@@ -207,7 +203,7 @@ static int single_op(Registry *r, EtcdMethod m, char *key, const char *value, Re
 
 static int target_state_op(Registry *r, const char *name, JobState s, RegOp **ret) {
         int k;
-        if (!valid_part(name) || !fl_job_state_to_string(s))
+        if (!fl_reg_valid_part(name) || !fl_job_state_to_string(s))
                 return -EINVAL;
         k = single_op(r, ETCD_SET, reg_key(r, "job", name, "target-state"), fl_job_state_to_string(s), ret);
         if (k < 0)
@@ -233,7 +229,7 @@ int fl_registry_set_target_state_async(Registry *r, const char *name, JobState s
 
 static int destroy_op(Registry *r, const char *name, RegOp **ret) {
         int k;
-        if (!valid_part(name))
+        if (!fl_reg_valid_part(name))
                 return -EINVAL;
         k = single_op(r, ETCD_DELETE, reg_key(r, "job", name), NULL, ret);
         if (k < 0)
@@ -261,7 +257,7 @@ int fl_registry_schedule_async(Registry *r, const char *name, const char *machin
         RegOp *op;
         int k;
 
-        if (!valid_part(name) || isempty(machine_id))
+        if (!fl_reg_valid_part(name) || isempty(machine_id))
                 return -EINVAL;
         k = single_op(r, ETCD_SET, reg_key(r, "job", name, "target"), machine_id, &op);
         if (k < 0)
@@ -275,7 +271,7 @@ int fl_registry_unschedule_async(Registry *r, const char *name, const char *mach
         RegOp *op;
         int k;
 
-        if (!valid_part(name) || isempty(machine_id))
+        if (!fl_reg_valid_part(name) || isempty(machine_id))
                 return -EINVAL;
         k = single_op(r, ETCD_DELETE, reg_key(r, "job", name, "target"), NULL, &op);
         if (k < 0)
@@ -295,7 +291,7 @@ int fl_registry_set_unschedulable_async(Registry *r, const char *name, const cha
         RegOp *op;
         int k;
 
-        if (!valid_part(name))
+        if (!fl_reg_valid_part(name))
                 return -EINVAL;
         k = single_op(r, reason ? ETCD_SET : ETCD_DELETE, reg_key(r, "job", name, "unschedulable"), reason, &op);
         if (k < 0)
@@ -438,7 +434,7 @@ int fl_registry_job_heartbeat_async(Registry *r, const char *name, const char *m
         _cleanup_(fl_reg_op_freep) RegOp *op = NULL;
         int k;
 
-        if (!valid_part(name) || isempty(machine_id))
+        if (!fl_reg_valid_part(name) || isempty(machine_id))
                 return -EINVAL;
         k = fl_reg_op_new(r, job_heartbeat_step, &op);
         if (k < 0)
@@ -460,7 +456,7 @@ int fl_registry_job_clear_heartbeat_async(Registry *r, const char *name, RegDone
         RegOp *op;
         int k;
 
-        if (!valid_part(name))
+        if (!fl_reg_valid_part(name))
                 return -EINVAL;
         k = single_op(r, ETCD_DELETE, reg_key(r, "job", name, "job-state"), NULL, &op);
         if (k < 0)
@@ -485,7 +481,7 @@ int fl_registry_save_unit_state_async(Registry *r, const RegUnitState *st, uint6
         int k;
 
         /* fleet refuses states without hash or machine. */
-        if (!valid_part(st->name) || !valid_part(st->machine_id) || isempty(st->hash))
+        if (!fl_reg_valid_part(st->name) || !fl_reg_valid_part(st->machine_id) || isempty(st->hash))
                 return -EINVAL;
         k = fl_reg_op_new(r, save_state_step, &op);
         if (k < 0)
@@ -521,7 +517,7 @@ int fl_registry_remove_unit_state_async(Registry *r, const char *name, const cha
         _cleanup_(fl_reg_op_freep) RegOp *op = NULL;
         int k;
 
-        if (!valid_part(name) || !valid_part(machine_id))
+        if (!fl_reg_valid_part(name) || !fl_reg_valid_part(machine_id))
                 return -EINVAL;
         k = fl_reg_op_new(r, remove_state_step, &op);
         if (k < 0)
@@ -539,7 +535,7 @@ static int machine_op(Registry *r, const RegMachine *m, RegStepFn step, uint64_t
         _cleanup_(fl_reg_op_freep) RegOp *op = NULL;
         int k;
 
-        if (!m || !valid_part(m->id) || ttl_sec == 0)
+        if (!m || !fl_reg_valid_part(m->id) || ttl_sec == 0)
                 return -EINVAL;
         k = fl_reg_op_new(r, step, &op);
         if (k < 0)
@@ -588,7 +584,7 @@ int fl_registry_machine_remove_async(Registry *r, const char *machine_id, RegDon
         RegOp *op;
         int k;
 
-        if (!valid_part(machine_id))
+        if (!fl_reg_valid_part(machine_id))
                 return -EINVAL;
         k = single_op(r, ETCD_DELETE, reg_key(r, "machines", machine_id, "object"), NULL, &op);
         if (k < 0)
@@ -599,7 +595,7 @@ int fl_registry_machine_remove_async(Registry *r, const char *machine_id, RegDon
 }
 
 static int metadata_op(Registry *r, const char *machine_id, const char *key, const char *value, RegOp **ret) {
-        if (!valid_part(machine_id) || !valid_part(key) || !value)
+        if (!fl_reg_valid_part(machine_id) || !fl_reg_valid_part(key) || !value)
                 return -EINVAL;
         /* fleet removes a key by writing "" (spec §3.3): readers treat "" as absent. */
         return single_op(r, ETCD_SET, reg_key(r, "machines", machine_id, "metadata", key), value, ret);

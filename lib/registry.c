@@ -297,38 +297,6 @@ int fl_reg_op_start(RegOp *op, RegDoneFn done, void *userdata) {
 
 /* ---- Loading ---- */
 
-int fl_registry_load(Registry *r, RegSnapshot **ret) {
-        _cleanup_(fl_etcd_response_freep) EtcdResponse *resp = NULL;
-        RegTree t = {};
-        EtcdRequest req = {
-                .method = ETCD_GET,
-                .key = r->prefix[0] ? r->prefix : "/",
-                .recursive = true,
-                .quorum = true,
-        };
-        uint64_t index;
-        int k;
-
-        k = fl_etcd_call(r->etcd, &req, &resp);
-        if (k == -ENOENT)
-                index = resp ? MAX(resp->error_index, resp->etcd_index) : 0;
-        else if (k < 0)
-                return k;
-        else {
-                if (!resp)
-                        return -EBADMSG;
-                index = resp->etcd_index;
-                k = fl_reg_tree_add_etcd(r, &t, resp->node);
-                if (k < 0) {
-                        fl_reg_tree_clear(&t);
-                        return k;
-                }
-        }
-        k = fl_reg_snapshot_build(&t, index, ret);
-        fl_reg_tree_clear(&t);
-        return k;
-}
-
 /* Adds what a GET of key holds to t (nothing when it is missing); *index: the highest etcd
  * index seen. */
 static int load_add(Registry *r, RegTree *t, const char *key, bool recursive, uint64_t *index) {
@@ -350,6 +318,18 @@ static int load_add(Registry *r, RegTree *t, const char *key, bool recursive, ui
         return fl_reg_tree_add_etcd(r, t, resp->node);
 }
 
+int fl_registry_load(Registry *r, RegSnapshot **ret) {
+        RegTree t = {};
+        uint64_t index = 0;
+        int k;
+
+        k = load_add(r, &t, r->prefix[0] ? r->prefix : "/", true, &index);
+        if (k >= 0)
+                k = fl_reg_snapshot_build(&t, index, ret);
+        fl_reg_tree_clear(&t);
+        return k;
+}
+
 int fl_registry_load_units(Registry *r, char *const *names, size_t n, RegSnapshot **ret) {
         RegTree t = {};
         uint64_t index = 0;
@@ -362,7 +342,7 @@ int fl_registry_load_units(Registry *r, char *const *names, size_t n, RegSnapsho
                 RegNode *o;
 
                 /* A name that is no single path element would read other keys: no such unit. */
-                if (isempty(names[i]) || strchr(names[i], '/') || streq(names[i], ".") || streq(names[i], ".."))
+                if (!fl_reg_valid_part(names[i]))
                         continue;
                 job = reg_key(r, "job", names[i]);
                 states = reg_key(r, "states", names[i]);
