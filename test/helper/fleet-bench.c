@@ -1335,6 +1335,8 @@ static int wr_watch(Wr *w) {
         return 0;
 }
 
+#define WR_QUIET_USEC (5 * USEC_PER_SEC)
+
 /* One timed run of n_items units (steps requests each) at o->parallel in flight. */
 static int wr_run(Wr *w, WrKind kind, unsigned n_items, unsigned steps, double *ret_seconds) {
         unsigned k = MIN(w->o->parallel, n_items);
@@ -1361,9 +1363,25 @@ static int wr_run(Wr *w, WrKind kind, unsigned n_items, unsigned steps, double *
         }
         /* Not sd_event_loop(): an exited loop cannot run again, and the refresh workload runs
          * twice on the client's loop. */
+        /* etcd v2 drops a watcher whose event queue overflows without ending its stream (the
+         * stream just goes quiet), so a run whose events stop coming ends after a while. */
         r = 0;
-        while (r >= 0 && !w->finished)
-                r = sd_event_run(w->event, UINT64_MAX);
+        for (unsigned seen = 0; r >= 0 && !w->finished;) {
+                uint64_t quiet_until = now_mono() + WR_QUIET_USEC;
+
+                while (r >= 0 && !w->finished && w->events == seen && now_mono() < quiet_until)
+                        r = sd_event_run(w->event, WR_QUIET_USEC);
+                if (r < 0 || w->finished)
+                        break;
+                if (w->events == seen && w->done == w->n_items) {
+                        fprintf(stderr, "fleet-bench write: watch stream silent for %u s with %u of %u events: "
+                                "etcd dropped the watcher\n", (unsigned) (WR_QUIET_USEC / USEC_PER_SEC), w->events,
+                                w->want_events);
+                        w->errors++;
+                        break;
+                }
+                seen = w->events;
+        }
         *ret_seconds = (double) (now_mono() - t0) / 1e6;
         return r;
 }
