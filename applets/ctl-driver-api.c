@@ -20,6 +20,26 @@ static int api_list_units(CtlDriver *d, ApiUnit **ret, size_t *ret_n) {
         return r < 0 ? take_error(d, r, err) : 0;
 }
 
+static int api_list_names(CtlDriver *d, char ***ret) {
+        _cleanup_strv_free_ char **names = NULL;
+        ApiUnit *l = NULL;
+        size_t n = 0;
+        char *err = NULL;
+        int r;
+
+        r = fl_api_list_unit_names(d->data, &l, &n, &err);
+        if (r < 0)
+                return take_error(d, r, err);
+        names = new0(char *, n + 1);
+        for (size_t i = 0; names && i < n; i++)
+                names[i] = TAKE_PTR(l[i].name);
+        fl_api_units_free(l, n);
+        if (!names)
+                return fl_ctl_driver_fail(d, -ENOMEM, "out of memory");
+        *ret = TAKE_PTR(names);
+        return 0;
+}
+
 static int api_get_unit(CtlDriver *d, const char *name, ApiUnit *ret) {
         char *err = NULL;
         int r = fl_api_get_unit(d->data, name, ret, &err);
@@ -83,6 +103,7 @@ static const CtlDriverOps api_ops = {
         .list_units = api_list_units,
         .get_unit = api_get_unit,
         .get_units = api_get_units,
+        .list_names = api_list_names,
         .list_states = api_list_states,
         .list_machines = api_list_machines,
         .create_unit = api_create_unit,

@@ -189,6 +189,12 @@ static int load_named(CtlDriver *d, char *const *names, size_t n, RegSnapshot **
         return 0;
 }
 
+static int etcd_list_names(CtlDriver *d, char ***ret) {
+        EtcdDriver *e = d->data;
+        int r = fl_registry_list_unit_names(e->registry, ret);
+        return r < 0 ? fail_store(d, r) : 0;
+}
+
 static int etcd_get_unit(CtlDriver *d, const char *name, ApiUnit *ret) {
         _cleanup_(fl_reg_snapshot_freep) RegSnapshot *own = NULL;
         const RegSnapshot *s;
@@ -462,6 +468,7 @@ static const CtlDriverOps etcd_ops = {
         .list_units = etcd_list_units,
         .get_unit = etcd_get_unit,
         .get_units = etcd_get_units,
+        .list_names = etcd_list_names,
         .list_states = etcd_list_states,
         .list_machines = etcd_list_machines,
         .create_unit = etcd_create_unit,

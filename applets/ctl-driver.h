@@ -21,6 +21,10 @@ typedef struct CtlDriverOps {
         int (*get_unit)(CtlDriver *d, const char *name, ApiUnit *ret);
         /* Optional: get_unit for n names at once; the ones that exist, in any order. */
         int (*get_units)(CtlDriver *d, char *const *names, size_t n, ApiUnit **ret, size_t *ret_n);
+        /* Optional: the names of the units, a cheap first look where most of the names asked
+         * for are not expected to exist (a submit); get_units then reads the ones that do. A
+         * name may be one being created or destroyed. A strv, in any order. */
+        int (*list_names)(CtlDriver *d, char ***ret);
         /* unit: only that unit's states (NULL: all), sorted by (name, machine). */
         int (*list_states)(CtlDriver *d, const char *unit, ApiUnitState **ret, size_t *ret_n);
         /* Live machines sorted by ID. */

@@ -1153,12 +1153,12 @@ static int list_pages(ApiClient *c, const char *base, PageDecoder decode, void *
         }
 }
 
-int fl_api_list_units(ApiClient *c, ApiUnit **ret, size_t *ret_n, char **ret_error) {
+static int list_units(ApiClient *c, const char *base, ApiUnit **ret, size_t *ret_n, char **ret_error) {
         ApiUnit *l = NULL;
         size_t n = 0;
         int r;
 
-        r = list_pages(c, "units", (PageDecoder) fl_api_decode_unit_page, &l, &n, ret_error);
+        r = list_pages(c, base, (PageDecoder) fl_api_decode_unit_page, &l, &n, ret_error);
         if (r < 0) {
                 fl_api_units_free(l, n);
                 return r;
@@ -1166,6 +1166,14 @@ int fl_api_list_units(ApiClient *c, ApiUnit **ret, size_t *ret_n, char **ret_err
         *ret = l ?: new0(ApiUnit, 1);
         *ret_n = n;
         return *ret ? 0 : -ENOMEM;
+}
+
+int fl_api_list_units(ApiClient *c, ApiUnit **ret, size_t *ret_n, char **ret_error) {
+        return list_units(c, "units", ret, ret_n, ret_error);
+}
+
+int fl_api_list_unit_names(ApiClient *c, ApiUnit **ret, size_t *ret_n, char **ret_error) {
+        return list_units(c, "units?fields=nextPageToken,units/name", ret, ret_n, ret_error);
 }
 
 /* "units/<name>", the name escaped as fleet's client does; NULL on OOM. */

@@ -105,6 +105,9 @@ int fl_api_client_request(ApiClient *c, const char *method, const char *path, co
 /* The operations fleetctl needs. All return 0 or a negative errno with *ret_error set (owned,
  * fleet's wording). */
 int fl_api_list_units(ApiClient *c, ApiUnit **ret, size_t *ret_n, char **ret_error);
+/* The units listed with their names only (Google's partial response, fields=units/name): a
+ * server of ours sends nothing else, fleet's sends whole units, which decode the same. */
+int fl_api_list_unit_names(ApiClient *c, ApiUnit **ret, size_t *ret_n, char **ret_error);
 /* -ENOENT when the unit does not exist (404), *ret_error not set then. */
 int fl_api_get_unit(ApiClient *c, const char *name, ApiUnit *ret, char **ret_error);
 /* The units among names[0..n) that exist, asked for at once (GET units/<name> each, as many in

@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "registry-internal.h"
+#include "strv.h"
 #include "unit-file.h"
 
 int fl_registry_new(const RegistryConfig *cfg, sd_event *event, Registry **ret) {
@@ -328,6 +329,39 @@ int fl_registry_load(Registry *r, RegSnapshot **ret) {
                 k = fl_reg_snapshot_build(&t, index, ret);
         fl_reg_tree_clear(&t);
         return k;
+}
+
+int fl_registry_list_unit_names(Registry *r, char ***ret) {
+        _cleanup_(fl_etcd_response_freep) EtcdResponse *resp = NULL;
+        _cleanup_free_ char *key = reg_key(r, "job");
+        EtcdRequest req = { .method = ETCD_GET, .key = key, .quorum = true };
+        char **l;
+        size_t k = 0;
+        int e;
+
+        if (!key)
+                return -ENOMEM;
+        e = fl_etcd_call(r->etcd, &req, &resp);
+        if (e < 0 && e != -ENOENT)
+                return e;
+        if (e >= 0 && (!resp || !resp->node))
+                return -EBADMSG;
+        l = new0(char *, (e >= 0 ? resp->node->n_nodes : 0) + 1);
+        if (!l)
+                return -ENOMEM;
+        for (size_t i = 0; e >= 0 && i < resp->node->n_nodes; i++) {
+                const char *name = strrchr(resp->node->nodes[i]->key, '/');
+
+                if (!resp->node->nodes[i]->dir || !name || !fl_reg_valid_part(name + 1))
+                        continue;
+                l[k] = strdup(name + 1);
+                if (!l[k++]) {
+                        fl_strv_free(l);
+                        return -ENOMEM;
+                }
+        }
+        *ret = l;
+        return 0;
 }
 
 int fl_registry_load_units(Registry *r, char *const *names, size_t n, RegSnapshot **ret) {

@@ -125,6 +125,9 @@ int fl_registry_load(Registry *r, RegSnapshot **ret);
  * no valid key element are skipped like missing units. Each name goes into a request line,
  * which etcd cuts off over ~8 KiB (-ECONNRESET): keep them to unit name length. */
 int fl_registry_load_units(Registry *r, char *const *names, size_t n, RegSnapshot **ret);
+/* The names under job/ (one read, no unit decoded): every unit, and maybe one being created or
+ * destroyed (a directory without its object). A strv in etcd's order. */
+int fl_registry_list_unit_names(Registry *r, char ***ret);
 
 /* Mirror for daemons: first read + watch; on_change runs from the loop (coalesced, at most
  * once per loop iteration) after the mirror changed. Watch errors are retried with backoff;

@@ -992,6 +992,11 @@ static int push_action(SchedAction **a, size_t *n, SchedActionType type, const c
         return 0;
 }
 
+bool fl_scheduler_unit_inert(const RegUnit *u) {
+        return u->target_state == JOB_STATE_INACTIVE && !u->target && !u->unschedulable &&
+               !(u->req.machine_of && u->req.machine_of[0]);
+}
+
 int fl_scheduler_plan(const RegSnapshot *s, SchedAction **ret, size_t *ret_n) {
         _cleanup_(plan_done) Plan p = {};
         SchedAction *a = NULL;

@@ -48,3 +48,8 @@ const char *fl_sched_action_type_to_string(SchedActionType t);   /* "unschedule"
 int fl_scheduler_plan(const RegSnapshot *s, SchedAction **ret, size_t *ret_n);
 SchedAction *fl_sched_actions_free(SchedAction *a, size_t n);
 
+/* Whether the plan can ignore u: inactive, on no machine, no reason to clear, and no MachineOf
+ * of its own (such a unit links other units' peer chains; left out to keep the rule plainly
+ * safe). A snapshot with or without such units plans the same actions (test-scheduler). */
+bool fl_scheduler_unit_inert(const RegUnit *u);
+

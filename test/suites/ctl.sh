@@ -352,7 +352,21 @@ c_batch() {
 	expect_eq stdout "$(cat "$T/out")" "$(printf 'Found same Unit(r1.service) in Registry, nothing to do\nUnit r2.service inactive\nUnit r3.service inactive')" || return 1
 	want=$(cd "$d" && for f in r*.service; do printf '%s\t%s\n' "$f" "$(sha1sum <"$f" | cut -d' ' -f1)"; done)
 	fc list-unit-files --no-legend --fields unit,hash --full
-	expect_eq hashes "$(grep '^r' "$T/out")" "$want"
+	expect_eq hashes "$(grep '^r' "$T/out")" "$want" || return 1
+
+	# Many names, few of them in the registry: the names are listed first and only those few
+	# are read (a changed one warns, an instance takes the registry's template).
+	mkdir -p "$d/many"
+	for i in $(seq -w 1 150); do printf '[Service]\nExecStart=/bin/true m%s\n' "$i" >"$d/many/m$i.service"; done
+	printf '[Service]\nExecStart=/bin/echo changed\n' >"$d/many/r2.service"
+	cp "$d/r1.service" "$d/many/"
+	fc submit "$d"/many/*.service hello@5; expect_rc 0 || return 1
+	expect_eq created "$(grep -c '^Unit m[0-9]*\.service inactive$' "$T/out") $(grep -c . "$T/out")" "150 151" || return 1
+	grep -qx 'Unit hello@5.service inactive' "$T/out" || { echo "hello@5.service not created"; return 1; }
+	expect_err "WARNING: Unit r2.service in registry differs from local unit file $d/many/r2.service. Add --replace to override." || return 1
+	fc list-unit-files --no-legend --fields unit,hash --full
+	expect_eq "hello@5 from the registry's template" "$(grep '^hello@5' "$T/out" | cut -f2)" "$(grep '^hello@1' "$T/out" | cut -f2)" || return 1
+	expect_eq "r2 kept" "$(grep '^r2' "$T/out" | cut -f2)" "$(sha1sum <"$d/r2.service" | cut -d' ' -f1)"
 }
 
 c_destroy() {

@@ -405,6 +405,9 @@ TEST(load_units) {
         _cleanup_(fl_reg_snapshot_freep) RegSnapshot *all = NULL, *few = NULL, *none = NULL;
         char *names[] = { "web.service", "missing.service", "job/x", "..", "glob.service", "idle.service", NULL };
 
+        _cleanup_strv_free_ char **empty = NULL;
+        ASSERT_OK(fl_registry_list_unit_names(r, &empty));
+        ASSERT_EQ(fl_strv_length(empty), 0);
         ASSERT_OK(fl_registry_create_unit(r, "web.service", u, JOB_STATE_LAUNCHED));
         ASSERT_OK(ASYNC(e, fl_registry_schedule_async(r, "web.service", m1, done_cb, DONE)));
         ASSERT_OK(ASYNC(e, fl_registry_job_heartbeat_async(r, "web.service", m1, 30, done_cb, DONE)));
@@ -439,6 +442,14 @@ TEST(load_units) {
 
         ASSERT_OK(fl_registry_load_units(r, (char *[]) { "missing.service", NULL }, 1, &none));
         ASSERT_EQ(none->n_units, 0);
+
+        /* The names: every unit and the directory without object (a hint, read again later). */
+        _cleanup_strv_free_ char **l = NULL;
+        ASSERT_OK(fl_registry_list_unit_names(r, &l));
+        _cleanup_strv_free_ char **want = NULL;
+        fl_strv_sort(l);
+        ASSERT_OK(fl_strv_split("ghost.service glob.service idle.service other.service web.service", " ", &want));
+        ASSERT_TRUE(fl_strv_equal(l, want));
 }
 
 TEST(machines) {

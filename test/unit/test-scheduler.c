@@ -1022,6 +1022,88 @@ TEST(random_clusters_settle) {
         ASSERT_TRUE(hist[2] + hist[3] <= n_iter / 1000);
 }
 
+/* An inert unit's options: anything but MachineOf (what makes a unit a link between others). */
+static char *inert_unit_spec(unsigned i, unsigned n_units, unsigned n_machines) {
+        Buf b = BUF_INIT;
+
+        (void) fl_buf_printf(&b, "u%u.service|inactive||", i);
+        if (rnd(4) == 0)
+                (void) fl_buf_puts(&b, "Global=true;");
+        if (rnd(3) == 0)
+                (void) fl_buf_printf(&b, "Conflicts=u%u.service;", rnd(n_units));
+        if (rnd(3) == 0)
+                (void) fl_buf_printf(&b, "Replaces=u%u.service;", rnd(n_units));
+        if (rnd(3) == 0)
+                (void) fl_buf_printf(&b, "MachineMetadata=region=%c;", 'a' + rnd(3));
+        if (rnd(4) == 0)
+                (void) fl_buf_printf(&b, "MachineID=m%u", rnd(n_machines + 1));
+        return fl_buf_steal(&b);
+}
+
+/* The engine leaves inert units out of its fingerprint (no plan when only they changed): a
+ * cluster plans the same with or without them, also when other units name them as peers,
+ * conflicts or replacements, and at every step towards settling. */
+TEST(inert_units_change_no_plan) {
+        for (unsigned iter = 0; iter < 3000; iter++) {
+                unsigned n_machines = rnd(4), n_base = 1 + rnd(10), n_extra = 1 + rnd(5);
+                unsigned n_all = n_base + n_extra;
+                char machines[256] = "";
+                char *specs[16] = {};
+                _cleanup_(snap_freep) RegSnapshot *without = NULL, *with = NULL;
+                int r;
+
+                for (unsigned m = 0; m < n_machines; m++) {
+                        size_t l = strlen(machines);
+                        snprintf(machines + l, sizeof(machines) - l, rnd(2) ? "m%u:region=a " : "m%u ", m);
+                }
+                for (unsigned u = 0; u < n_all; u++)
+                        specs[u] = u < n_base ? random_unit_spec(u, n_all, n_machines)
+                                              : inert_unit_spec(u, n_all, n_machines);
+                char *saved = specs[n_base];
+                specs[n_base] = NULL;
+                r = snap_build(machines, (const char *const *) specs, &without);
+                specs[n_base] = saved;
+                if (r >= 0)
+                        r = snap_build(machines, (const char *const *) specs, &with);
+                for (unsigned u = n_base; r >= 0 && u < n_all; u++) {
+                        char name[32];
+                        snprintf(name, sizeof(name), "u%u.service", u);
+                        if (!fl_scheduler_unit_inert(snap_unit(with, name)))
+                                r = -EINVAL;
+                }
+                for (unsigned step = 0; r >= 0 && step < 4; step++) {
+                        _cleanup_free_ char *a = NULL, *b = NULL;
+                        SchedAction *act = NULL;
+                        size_t n = 0;
+
+                        r = plan_str(without, &a);
+                        if (r >= 0)
+                                r = fl_scheduler_plan(with, &act, &n);
+                        if (r < 0)
+                                break;
+                        b = actions_str(act, n);
+                        if (!streq(strempty(a), strempty(b))) {
+                                fprintf(stderr, "iteration %u step %u: machines %s\n", iter, step, machines);
+                                for (unsigned u = 0; u < n_all; u++)
+                                        fprintf(stderr, "  %s\n", specs[u]);
+                                fprintf(stderr, "-- without the inert units\n%s-- with them\n%s", strempty(a),
+                                        strempty(b));
+                                r = -EBADMSG;
+                        } else {
+                                apply_actions(without, act, n);
+                                apply_actions(with, act, n);
+                        }
+                        fl_sched_actions_free(act, n);
+                        if (r >= 0 && n == 0)
+                                break;
+                }
+                for (unsigned u = 0; u < n_all; u++)
+                        free(specs[u]);
+                if (r < 0)
+                        FAIL_AT("iteration %u: %s", iter, strerror(-r));
+        }
+}
+
 TEST(action_names) {
         ASSERT_STREQ(fl_sched_action_type_to_string(SCHED_UNSCHEDULE), "unschedule");
         ASSERT_STREQ(fl_sched_action_type_to_string(SCHED_SCHEDULE), "schedule");
@@ -1031,4 +1113,5 @@ TEST(action_names) {
 }
 
 TEST_MAIN(T(table), T(replace_cycle_settles), T(replace_cycle_from_running), T(unschedule_whys),
-          T(replace_why), T(many_units_balance), T(large_cluster), T(random_clusters_settle), T(action_names))
+          T(replace_why), T(many_units_balance), T(large_cluster), T(random_clusters_settle),
+          T(inert_units_change_no_plan), T(action_names))
