@@ -4,7 +4,8 @@
  * (fleetctl): the Unit, UnitPage, UnitStatePage and MachinePage decoders and the error message.
  * Round trips across the two: a unit the server decoded, encoded by the client's PUT encoder,
  * decodes to the same options; a unit the server encodes decodes in the client to the same
- * options; a server error entity gives fleet's "googleapi: Error N: msg".
+ * options; a server error entity gives fleet's "googleapi: Error N: msg". The list's fields
+ * (partial response) parameter.
  *
  * The server side lives in applets/ as static functions, so this file includes those sources
  * (the linker drops what is not reached, with --gc-sections). */
@@ -110,7 +111,7 @@ static void server_side(const uint8_t *data, size_t size) {
                 Buf b = BUF_INIT;
                 ApiUnit au = {};
 
-                FUZZ_CHECK(unit_json(&b, &u, false) == 0);
+                FUZZ_CHECK(unit_json(&b, &u, false, UNIT_ALL) == 0);
                 r = fl_api_decode_unit(fl_buf_str(&b), b.len, &au);
                 if (r < 0)
                         fprintf(stderr, "client refuses the server's unit: %s\n", fl_buf_str(&b));
@@ -231,11 +232,37 @@ static void strings(const uint8_t *data, size_t size) {
                 FUZZ_CHECK(r == -EINVAL);
 }
 
+/* The fields parameter of a unit list: any selection asks for some unit field, and a unit
+ * encoded with it still decodes (the name may be left out: the client then refuses it). */
+static void fields(const uint8_t *data, size_t size) {
+        _cleanup_free_ char *q = NULL;
+        HttpRequest req = {};
+        unsigned mask;
+
+        if (asprintf(&q, "fields=%.*s", (int) size, (const char *) data) < 0)
+                return;
+        req.query = q;
+        mask = units_list_fields(&req);
+        FUZZ_CHECK(mask != 0 && (mask & ~(unsigned) UNIT_ALL) == 0);
+        if (mask & UNIT_NAME) {
+                RegUnit u = { .name = (char *) "a.service", .target_state = JOB_STATE_LOADED };
+                Buf b = BUF_INIT;
+                ApiUnit au = {};
+
+                FUZZ_CHECK(unit_json(&b, &u, true, mask) == 0);
+                FUZZ_CHECK(fl_api_decode_unit(fl_buf_str(&b), b.len, &au) == 0);
+                FUZZ_CHECK_STREQ(au.name, "a.service");
+                fl_api_unit_done(&au);
+                fl_buf_done(&b);
+        }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size > 256 * 1024)
                 return 0;
         server_side(data, size);
         client_side(data, size);
         strings(data, size);
+        fields(data, size);
         return 0;
 }
