@@ -30,7 +30,7 @@
 # calls as fleetd's agent, keeping units in memory instead of calling systemd.
 #
 # Environment: BENCH_REPS (quick measurements, default 7), BENCH_SLOW_REPS (placement,
-# failover; default 2, failover 3), BENCH_SUBMIT_REPS (submit of 1,000; default 5),
+# failover; default 2, failover 3), BENCH_SUBMIT_REPS (submit of 1,000; default 7),
 # BENCH_ETCD_REPS (etcd write floors: submit's,
 # default 3; placement's 2), BENCH_BUDGET (seconds, default 900),
 # BENCH_AGENT_TTL (default 30, fleet's), BENCH_SECTIONS (space-separated subset),
@@ -46,7 +46,7 @@ FB=$FLEET_BUILD/test/fleet-bench
 OUT=${BENCH_OUT:-$TOP/bench}
 REPS=${BENCH_REPS:-7}
 SLOW_REPS=${BENCH_SLOW_REPS:-2}
-SUBMIT_REPS=${BENCH_SUBMIT_REPS:-5}
+SUBMIT_REPS=${BENCH_SUBMIT_REPS:-7}
 FAIL_REPS=${BENCH_FAIL_REPS:-3}
 ETCD_REPS=${BENCH_ETCD_REPS:-3}
 BUDGET=${BENCH_BUDGET:-900}
@@ -773,7 +773,7 @@ why_missed() {
 		  that for fleet's own client alone on the box, measured just before each submit: the
 		  submit / floor ratio is what fleet adds (~1.3-1.4: fleetd's CPU per unit for the HTTP and
 		  JSON of the PUT, of 3 write replies and of 3 events, ~20 syscalls, no hot spot in the
-		  profile; fleetctl's start, reading and validating 1,000 files; the runs are on 0..4,000
+		  profile; fleetctl's start, reading and validating 1,000 files; the runs are on 0..6,000
 		  units and cost alike since the existence check lists names only and the engine plans
 		  nothing for units added inactive). Tried without gain:
 		  a unit's 3 writes pipelined on one connection (a test client against etcd) or 2 of them
