@@ -286,10 +286,13 @@ static int block_attempts(Ctl *c) {
         return c->block_attempts > 0 ? c->block_attempts : 0;
 }
 
+/* "inactive" is never "on" a machine: a unit is inactive once the agent has unloaded it, which
+ * may be a moment before the engine unschedules it (fleet then printed the machine it was
+ * leaving, "Unit X inactive on M", now and then). */
 static void print_reached(Ctl *c, const ApiUnit *u, const char *state) {
         _cleanup_free_ char *legend = NULL;
 
-        if (!isempty(u->machine_id)) {
+        if (!isempty(u->machine_id) && !streq(state, "inactive")) {
                 const ApiMachine *m = fl_ctl_machine_cached(c, u->machine_id);
                 if (m)
                         legend = fl_ctl_machine_legend(m->id, m->public_ip, false);

@@ -12,7 +12,11 @@ new_cluster() {
 	local n
 	for n in "${NODES[@]}"; do cl_destroy "$n"; done
 	NODES=()
-	CL_PREFIX=/fleet_functional/$$-$RANDOM/
+	# A counter, not $RANDOM alone: two clusters of one run may draw the same number (1 in
+	# 32,768 per pair), and the later one then finds the units the earlier test left (the
+	# likely cause of a CI run where a fresh 1-node cluster showed 11 units of an earlier test).
+	CL_CLUSTERS=$((${CL_CLUSTERS:-0} + 1))
+	CL_PREFIX=/fleet_functional/$$-$CL_CLUSTERS-$RANDOM/
 	for n in $(seq 1 "$1"); do cl_boot "$n" || return 1; NODES+=("$n"); done
 	CUR=1
 	wait_machines "$1"
