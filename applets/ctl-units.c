@@ -196,7 +196,7 @@ static int unit_index_load_names(CtlDriver *d, char *const *names, size_t n, boo
                 }
         }
         /* Each name once. */
-        qsort(want, k, sizeof(char *), cmp_str);
+        fl_strv_sort(want);
         for (size_t i = 0; i < k; i++)
                 if (u > 0 && streq(want[i], want[u - 1]))
                         free(want[i]);
@@ -210,8 +210,8 @@ static int unit_index_load_names(CtlDriver *d, char *const *names, size_t n, boo
                 r = d->ops->list_names(d, &have);
                 if (r < 0)
                         return r;
+                fl_strv_sort(have);
                 n_have = fl_strv_length(have);
-                qsort(have, n_have, sizeof(char *), cmp_str);
                 for (size_t i = 0; i < u; i++)
                         if (strv_sorted_contains(have, n_have, want[i]))
                                 want[kept++] = want[i];

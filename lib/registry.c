@@ -342,14 +342,18 @@ int fl_registry_list_unit_names(Registry *r, char ***ret) {
         if (!key)
                 return -ENOMEM;
         e = fl_etcd_call(r->etcd, &req, &resp);
-        if (e < 0 && e != -ENOENT)
+        if (e == -ENOENT) {
+                *ret = new0(char *, 1);
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (e < 0)
                 return e;
-        if (e >= 0 && (!resp || !resp->node))
+        if (!resp || !resp->node)
                 return -EBADMSG;
-        l = new0(char *, (e >= 0 ? resp->node->n_nodes : 0) + 1);
+        l = new0(char *, resp->node->n_nodes + 1);
         if (!l)
                 return -ENOMEM;
-        for (size_t i = 0; e >= 0 && i < resp->node->n_nodes; i++) {
+        for (size_t i = 0; i < resp->node->n_nodes; i++) {
                 const char *name = strrchr(resp->node->nodes[i]->key, '/');
 
                 if (!resp->node->nodes[i]->dir || !name || !fl_reg_valid_part(name + 1))
@@ -386,9 +390,10 @@ int fl_registry_load_units(Registry *r, char *const *names, size_t n, RegSnapsho
                         k = -ENOMEM;
                         break;
                 }
-                /* states/ first: a unit's state goes after its target (the engine unschedules,
-                 * then the agent unloads), so a job/ read later never pairs a gone state with
-                 * a target that was removed before it ("inactive on <machine>"). */
+                /* states/ first: when the engine moves a unit away (unschedules it, then the
+                 * old agent unloads it), a job/ read later never pairs the gone state with the
+                 * removed target. An unload can go the other way round (the agent is first):
+                 * fleetctl never prints a machine for "inactive" (print_reached). */
                 k = load_add(r, &t, states, true, &index);
                 if (k >= 0)
                         k = load_add(r, &t, job, true, &index);

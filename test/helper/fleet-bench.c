@@ -1362,9 +1362,9 @@ static int wr_run(Wr *w, WrKind kind, unsigned n_items, unsigned steps, double *
                 wr_next(&w->slots[i]);
         }
         /* Not sd_event_loop(): an exited loop cannot run again, and the refresh workload runs
-         * twice on the client's loop. */
-        /* etcd v2 drops a watcher whose event queue overflows without ending its stream (the
-         * stream just goes quiet), so a run whose events stop coming ends after a while. */
+         * twice on the client's loop. etcd v2 drops a watcher whose event queue overflows
+         * without ending its stream (it just goes quiet), so a run whose events stop coming
+         * ends after a while. */
         r = 0;
         for (unsigned seen = 0; r >= 0 && !w->finished;) {
                 uint64_t quiet_until = now_mono() + WR_QUIET_USEC;

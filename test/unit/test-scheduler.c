@@ -1104,6 +1104,32 @@ TEST(inert_units_change_no_plan) {
         }
 }
 
+/* What the engine may leave out: only a unit that is inactive, on no machine, without a reason
+ * and without MachineOf. */
+TEST(inert_rule) {
+        static const struct {
+                const char *spec;
+                bool inert;
+        } t[] = {
+                { "a.service|inactive||", true },
+                { "a.service|inactive||Conflicts=b.service;Replaces=c.service", true },
+                { "a.service|inactive||Global=true", true },
+                { "a.service|loaded||", false },
+                { "a.service|launched||", false },
+                { "a.service|inactive|m1|", false },
+                { "a.service|inactive|||no machines", false },
+                { "a.service|inactive||MachineOf=b.service", false },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                _cleanup_(snap_freep) RegSnapshot *s = NULL;
+
+                ASSERT_OK(snap_build("m1", (const char *const[]) { t[i].spec, NULL }, &s));
+                if (fl_scheduler_unit_inert(&s->units[0]) != t[i].inert)
+                        FAIL_AT("%s: inert should be %s", t[i].spec, t[i].inert ? "true" : "false");
+        }
+}
+
 TEST(action_names) {
         ASSERT_STREQ(fl_sched_action_type_to_string(SCHED_UNSCHEDULE), "unschedule");
         ASSERT_STREQ(fl_sched_action_type_to_string(SCHED_SCHEDULE), "schedule");
@@ -1114,4 +1140,4 @@ TEST(action_names) {
 
 TEST_MAIN(T(table), T(replace_cycle_settles), T(replace_cycle_from_running), T(unschedule_whys),
           T(replace_why), T(many_units_balance), T(large_cluster), T(random_clusters_settle),
-          T(inert_units_change_no_plan), T(action_names))
+          T(inert_units_change_no_plan), T(inert_rule), T(action_names))
