@@ -781,7 +781,9 @@ int fl_reg_store_remove(RegStore *s, const char *rel) {
         if ((rest = startswith(rel, "job/")) || (rest = startswith(rel, "states/"))) {
                 bool job = rel[0] == 'j';
                 l = path_elem(rest, &field);
-                if (l == 0 || strchr(field, '/'))
+                /* "job/<name>/" names no field and no directory: etcd never sends it, and a
+                 * full decode would not drop the unit for it either. */
+                if (l == 0 || strchr(field, '/') || (!*field && rest[l] == '/'))
                         return 0;
                 name = strndup(rest, l);
                 if (!name)

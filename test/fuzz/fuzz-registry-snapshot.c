@@ -51,6 +51,15 @@ static void check_snapshot(const RegSnapshot *s) {
         }
 }
 
+static void same_snapshot(const char *how, const RegSnapshot *store, const RegSnapshot *plain) {
+        _cleanup_free_ char *why = NULL;
+
+        if (fl_reg_snapshot_compare(store, plain, &why) == 0)
+                return;
+        fprintf(stderr, "store (%s) and full decode differ: %s\n", how, strempty(why));
+        FUZZ_CHECK(!"store and full decode differ");
+}
+
 static char *set_str(char *old, const char *s) {
         free(old);
         if (!s)
@@ -196,8 +205,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         FUZZ_CHECK(fl_reg_snapshot_build(&tree, index, &plain) == 0);
         /* The daemons' incremental store, event by event and loaded at once, says the same. */
-        FUZZ_CHECK(fl_reg_snapshot_compare(fl_reg_store_snapshot(live, index), plain, NULL) == 0);
-        FUZZ_CHECK(fl_reg_snapshot_compare(fl_reg_store_snapshot(loaded, index), plain, NULL) == 0);
+        same_snapshot("event by event", fl_reg_store_snapshot(live, index), plain);
+        same_snapshot("loaded at once", fl_reg_store_snapshot(loaded, index), plain);
         check_snapshot(plain);
 
         for (size_t i = 0; i < plain->n_machines; i++)
