@@ -184,8 +184,8 @@ TEST(sequences) {
         bad += pair_check(&p, "machines and lease");
         pair_del(&p, "machines/m1");
         bad += pair_check(&p, "machine gone");
-        /* keys no etcd sends: a trailing slash names no field and no directory (the fuzzer's
-         * first find: the store dropped the whole unit) */
+        /* keys no etcd sends: a trailing slash names no field and no directory (a fuzzer find:
+         * the store dropped the whole unit) */
         pair_del(&p, "job/a.service/");
         pair_del(&p, "states/a.service/");
         bad += pair_check(&p, "trailing slash deletes");
