@@ -773,17 +773,19 @@ why_missed() {
 		  1,000 units are 3,000 etcd writes, and 3,000 events etcd encodes and flushes to the
 		  daemon's watch stream. The row "etcd floor beside each submit run" is etcd doing exactly
 		  that for fleet's own client alone on the box, measured just before each submit: the
-		  submit / floor ratio is what fleet adds (~1.3-1.4: fleetd's CPU per unit for the HTTP and
-		  JSON of the PUT, of 3 write replies and of 3 events, ~20 syscalls, no hot spot in the
-		  profile; fleetctl's start, reading and validating 1,000 files; the runs are on 0..6,000
+		  submit / floor ratio is what fleet adds (~1.2-1.3: etcd's CPU is about the same either
+		  way, but fleetd adds its own, ~210 ms against ~130 ms for the bare client: the HTTP and
+		  JSON of the PUT, of 3 write replies and of 3 events, ~20 syscalls per unit (10 of them
+		  epoll_wait: sd-event polls once per dispatched source), no hot spot in the profile; then
+		  fleetctl's start, reading and validating 1,000 files; the runs are on 0..6,000
 		  units and cost alike since the existence check lists names only and the engine plans
 		  nothing for units added inactive). Tried without gain:
 		  a unit's 3 writes pipelined on one connection (a test client against etcd) or 2 of them
 		  in parallel (a fleetd build): etcd's throughput stays the same, CPU is the limit, not round
 		  trips; 8, 24 or 32 PUTs in flight;
 		  GETs instead of the existence list (~65 ms for 1,000 names at any registry size).
-		  The box itself moves the figure: within a day the same code gave medians from 377 to
-		  609 ms, and etcd's floor moves with it.
+		  The box itself moves the figure: the same code gave full-bench medians from 462 to
+		  630 ms, and etcd's floor beside them from 383 to 491 ms.
 		EOF
 		;;
 	rss_10000) cat <<-'EOF'
