@@ -786,8 +786,8 @@ why_missed() {
 		  in parallel (a fleetd build): etcd's throughput stays the same, CPU is the limit, not round
 		  trips; 8, 24 or 32 PUTs in flight;
 		  GETs instead of the existence list (~65 ms for 1,000 names at any registry size).
-		  The box itself moves the figure: the same code gave full-bench medians from 462 to
-		  630 ms, and etcd's floor beside them from 383 to 491 ms.
+		  The box itself moves the figure: over two days the same code gave full-bench medians
+		  from 462 to 630 ms, and etcd's floor beside them from 362 to 491 ms.
 		EOF
 		;;
 	rss_10000) cat <<-'EOF'
