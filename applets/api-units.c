@@ -23,6 +23,11 @@ enum {
         UNIT_ALL = (1 << 6) - 1,
 };
 
+/* Whether the n bytes at s are the word w. */
+static bool word_is(const char *s, size_t n, const char *w) {
+        return strlen(w) == n && memcmp(s, w, n) == 0;
+}
+
 static unsigned unit_field(const char *s, size_t n) {
         static const struct {
                 const char *name;
@@ -34,7 +39,7 @@ static unsigned unit_field(const char *s, size_t n) {
         };
 
         for (size_t i = 0; i < ELEMENTSOF(fields); i++)
-                if (strlen(fields[i].name) == n && memcmp(fields[i].name, s, n) == 0)
+                if (word_is(s, n, fields[i].name))
                         return fields[i].bit;
         return 0;
 }
@@ -54,24 +59,20 @@ static unsigned units_list_fields(HttpRequest *req) {
         for (p = v[0]; *p;) {
                 size_t n = strcspn(p, ",(/");
 
-                if (n == strlen("nextPageToken") && startswith(p, "nextPageToken") && (p[n] == ',' || !p[n]))
+                if (word_is(p, n, "nextPageToken"))
                         p += n;
-                else if (n == strlen("units") && startswith(p, "units")) {
+                else if (word_is(p, n, "units") && (p[n] == '/' || p[n] == '(')) {
+                        /* units/<field> or units(<field>,...) */
+                        bool list = p[n] == '(';
+
                         p += n;
-                        if (*p == '/') {
+                        do {
                                 n = strcspn(++p, ",()/");
                                 mask |= unit_field(p, n) ?: UNIT_ALL;
                                 p += n;
-                        } else if (*p == '(') {
-                                do {
-                                        n = strcspn(++p, ",()/");
-                                        mask |= unit_field(p, n) ?: UNIT_ALL;
-                                        p += n;
-                                } while (*p == ',');
-                                if (*p++ != ')')
-                                        return UNIT_ALL;
-                        } else
-                                mask = UNIT_ALL;
+                        } while (list && *p == ',');
+                        if (list && *p++ != ')')
+                                return UNIT_ALL;
                 } else
                         return UNIT_ALL;
                 if (*p && *p++ != ',')
