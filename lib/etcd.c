@@ -23,6 +23,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <mbedtls/base64.h>
 
@@ -35,10 +36,16 @@
 
 #define USEC_PER_SEC_ULL 1000000ULL
 #define ETCD_DEFAULT_TIMEOUT_USEC (1ULL * USEC_PER_SEC_ULL)
-/* Idle keep-alive connections kept per endpoint. A watch holds its own connection while it
- * waits, so this only bounds what is left over after bursts of parallel requests. The engine
- * and the API run 16 at a time: fewer would mean a new connection per request in a burst. */
-#define ETCD_POOL_MAX 16U
+/* Idle keep-alive connections per endpoint: what is left over after bursts of parallel requests
+ * (a watch holds its own connection while it waits). Up to ETCD_POOL_MAX are kept so that a
+ * burst as wide as fleet's widest (fleetctl's 32 requests through the API beside the engine's
+ * and the agent's 16 each) reuses them: with 16 kept, 32 in flight reconnected for every
+ * request and was slower than 16. Those beyond the ETCD_POOL_KEEP most recently used are
+ * closed after ETCD_POOL_IDLE_USEC idle, so that a thousand daemons do not each hold a
+ * burst's worth of connections to etcd for good. */
+#define ETCD_POOL_MAX 64U
+#define ETCD_POOL_KEEP 4U
+#define ETCD_POOL_IDLE_USEC (5ULL * USEC_PER_SEC_ULL)
 /* Deepest node tree we decode: a key depth, far beyond fleet's five levels. */
 #define ETCD_MAX_DEPTH 64U
 /* Largest integer a JSON number (a double) holds exactly. */
@@ -56,6 +63,7 @@ typedef struct EtcdConn {
          * every request cost three epoll_ctl calls each. */
         sd_event_source *io;
         struct EtcdCall *call;  /* using it now; NULL while idle */
+        uint64_t idle_since;    /* CLOCK_MONOTONIC, while idle */
 } EtcdConn;
 
 typedef struct EtcdEndpoint {
@@ -77,6 +85,8 @@ struct EtcdClient {
         TlsContext *tls;
         char *auth_header;
         uint64_t timeout_usec;
+        uint64_t pool_idle_usec;
+        sd_event_source *pool_timer;    /* closes surplus idle connections (async only) */
         size_t max_body_bytes;
         uint64_t last_index;
         uint64_t n_requests, bytes_in, bytes_out;
@@ -545,6 +555,74 @@ static bool conn_alive(EtcdConn *k) {
         return l < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC_ULL + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Closes the idle connections beyond each endpoint's ETCD_POOL_KEEP most recently used that
+ * have been idle for pool_idle_usec; returns when the next one is due, 0 for none. The idle
+ * lists run from the most recently used, so the oldest are at their ends. */
+static uint64_t pool_trim(EtcdClient *c, uint64_t now) {
+        uint64_t next = 0;
+
+        for (size_t i = 0; i < c->n_endpoints; i++) {
+                EtcdEndpoint *ep = &c->endpoints[i];
+                unsigned kept = 0;
+
+                for (EtcdConn **p = &ep->idle; *p;) {
+                        EtcdConn *k = *p;
+                        uint64_t due = k->idle_since + c->pool_idle_usec;
+
+                        if (kept < ETCD_POOL_KEEP || due > now) {
+                                if (kept++ >= ETCD_POOL_KEEP)
+                                        next = next == 0 ? due : MIN(next, due);
+                                p = &k->next;
+                                continue;
+                        }
+                        *p = k->next;
+                        ep->n_idle--;
+                        conn_free(k);
+                }
+        }
+        return next;
+}
+
+static int on_pool_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        EtcdClient *c = userdata;
+        uint64_t next = pool_trim(c, now_usec());
+
+        if (next == 0)
+                return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        (void) sd_event_source_set_time(s, next);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+/* A connection beyond ETCD_POOL_KEEP went idle at now. On the client's loop the timer trims
+ * (and re-arms itself for what is not due yet), so that a burst costs no list walk per request;
+ * failing to arm it only keeps surplus connections open until it is armed again. A blocking
+ * client has no loop and trims here. */
+static void pool_schedule_trim(EtcdClient *c, uint64_t now) {
+        int enabled = SD_EVENT_OFF;
+
+        if (!c->event) {
+                (void) pool_trim(c, now);
+                return;
+        }
+        if (c->pool_timer && sd_event_source_get_enabled(c->pool_timer, &enabled) >= 0 && enabled != SD_EVENT_OFF)
+                return;
+        if (!c->pool_timer) {
+                if (sd_event_add_time(c->event, &c->pool_timer, CLOCK_MONOTONIC, now + c->pool_idle_usec,
+                                      USEC_PER_SEC_ULL / 4, on_pool_timer, c) >= 0)
+                        (void) sd_event_source_set_description(c->pool_timer, "etcd-pool-trim");
+                return;
+        }
+        if (sd_event_source_set_time(c->pool_timer, now + c->pool_idle_usec) >= 0)
+                (void) sd_event_source_set_enabled(c->pool_timer, SD_EVENT_ONESHOT);
+}
+
 static EtcdConn *pool_take(EtcdClient *c, size_t endpoint) {
         EtcdEndpoint *ep = &c->endpoints[endpoint];
 
@@ -578,9 +656,12 @@ static void pool_put(EtcdClient *c, EtcdConn *k) {
                 k->io = sd_event_source_disable_unref(k->io);
         else if (k->io && sd_event_source_set_io_events(k->io, EPOLLIN) < 0)
                 k->io = sd_event_source_disable_unref(k->io);
+        k->idle_since = now_usec();
         k->next = ep->idle;
         ep->idle = k;
         ep->n_idle++;
+        if (ep->n_idle > ETCD_POOL_KEEP)
+                pool_schedule_trim(c, k->idle_since);
 }
 
 /* ---- Client ---- */
@@ -590,6 +671,7 @@ EtcdClient *fl_etcd_client_free(EtcdClient *c) {
                 return NULL;
         while (c->calls)
                 fl_etcd_call_cancel(c->calls);
+        c->pool_timer = sd_event_source_disable_unref(c->pool_timer);
         for (size_t i = 0; i < c->n_endpoints; i++) {
                 EtcdEndpoint *ep = &c->endpoints[i];
                 while (ep->idle) {
@@ -656,6 +738,7 @@ int fl_etcd_client_new(const EtcdConfig *cfg, sd_event *event, EtcdClient **ret)
                 https = https || c->endpoints[i].https;
         }
         c->timeout_usec = cfg->request_timeout_usec ?: ETCD_DEFAULT_TIMEOUT_USEC;
+        c->pool_idle_usec = cfg->pool_idle_usec ?: ETCD_POOL_IDLE_USEC;
         c->max_body_bytes = cfg->max_body_bytes ?: FL_HTTP_CLIENT_DEFAULT_MAX_BODY_BYTES;
         if (cfg->username) {
                 r = make_auth_header(cfg->username, cfg->password, &c->auth_header);
@@ -679,6 +762,14 @@ int fl_etcd_client_new(const EtcdConfig *cfg, sd_event *event, EtcdClient **ret)
 
 uint64_t fl_etcd_client_last_index(EtcdClient *c) {
         return c->last_index;
+}
+
+unsigned fl_etcd_client_idle_connections(const EtcdClient *c) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < c->n_endpoints; i++)
+                n += c->endpoints[i].n_idle;
+        return n;
 }
 
 void fl_etcd_client_stats(EtcdClient *c, uint64_t *ret_requests, uint64_t *ret_bytes_in,

@@ -90,6 +90,7 @@ typedef struct EtcdConfig {
         uint64_t request_timeout_usec;    /* per endpoint attempt; 0: 1 s */
         bool insecure_skip_verify;        /* no certificate checks at all: only if asked for */
         size_t max_body_bytes;            /* largest reply body; 0: 64 MiB */
+        uint64_t pool_idle_usec;          /* surplus idle connections close after; 0: 5 s */
 } EtcdConfig;
 
 typedef struct EtcdClient EtcdClient;
@@ -183,6 +184,8 @@ bool fl_etcd_call_has_unread(EtcdCall *call);
 uint64_t fl_etcd_client_last_index(EtcdClient *c);
 void fl_etcd_client_stats(EtcdClient *c, uint64_t *ret_requests, uint64_t *ret_bytes_in,
                           uint64_t *ret_bytes_out);
+/* Keep-alive connections open and unused, over all endpoints. */
+unsigned fl_etcd_client_idle_connections(const EtcdClient *c);
 
 /* Exposed for tests and callers that map codes themselves. */
 int fl_etcd_error_to_errno(int error_code);

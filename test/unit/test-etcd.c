@@ -157,6 +157,7 @@ typedef struct ClientOpts {
         bool insecure;
         const char *user, *password;
         size_t max_body;
+        uint64_t pool_idle_usec;
 } ClientOpts;
 
 static int client_new(const char *endpoints, sd_event *e, const ClientOpts *o, EtcdClient **ret) {
@@ -178,6 +179,7 @@ static int client_new(const char *endpoints, sd_event *e, const ClientOpts *o, E
                 .request_timeout_usec = o->timeout_usec ?: 3 * USEC,
                 .insecure_skip_verify = o->insecure,
                 .max_body_bytes = o->max_body,
+                .pool_idle_usec = o->pool_idle_usec,
         };
         return fl_etcd_client_new(&cfg, e, ret);
 }
@@ -834,6 +836,40 @@ TEST(cancel_and_free) {
         ASSERT_EQ(w.calls, 1);
         ASSERT_ERR(w.r, -ENOENT);
         ASSERT_NULL(w.client);
+}
+
+/* A burst of parallel calls leaves one idle connection per call (the next burst reuses them);
+ * those beyond the few most recently used close after a while idle, and the rest still work. */
+TEST(pool_trim) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(fl_etcd_client_freep) EtcdClient *c = NULL;
+        Waiter w = {};
+
+        if (!shared_etcd())
+                SKIP("no etcd (FLEET_TEST_ETCD unset)");
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(client_new(shared_etcd(), e, &(ClientOpts) { .pool_idle_usec = 200000 }, &c));
+        w = (Waiter) { .event = e, .client = c };
+        for (int round = 1; round <= 2; round++) {
+                for (int i = 0; i < 12; i++)
+                        ASSERT_OK(fl_etcd_call_async(c, &(EtcdRequest) { .method = ETCD_GET, .key = key("pool") },
+                                                     on_done, &w, NULL));
+                ASSERT_OK(run_until(&w, 12 * round, 5 * USEC));
+                ASSERT_ERR(w.r, -ENOENT);
+                /* Freshly idle: all kept (the second burst reused the first's). */
+                ASSERT_EQ(fl_etcd_client_idle_connections(c), 12U);
+        }
+        /* 0.2 s idle, and the timer may fire up to 0.25 s late: give it 3 s at most. */
+        for (int i = 0; i < 30 && fl_etcd_client_idle_connections(c) > 4; i++)
+                ASSERT_ERR(run_until(&w, 25, 100000), -ETIMEDOUT);
+        ASSERT_EQ(fl_etcd_client_idle_connections(c), 4U);
+
+        /* The kept ones serve the next call (a new connection would leave 5 idle). */
+        ASSERT_OK(fl_etcd_call_async(c, &(EtcdRequest) { .method = ETCD_GET, .key = key("pool") }, on_done, &w, NULL));
+        ASSERT_OK(run_until(&w, 25, 5 * USEC));
+        ASSERT_ERR(w.r, -ENOENT);
+        ASSERT_EQ(fl_etcd_client_idle_connections(c), 4U);
+        w.resp = fl_etcd_response_free(w.resp);
 }
 
 /* ---- Failover ---- */
@@ -2033,7 +2069,7 @@ int main(int argc, char **argv) {
                 T(decode_table), T(decode_fields), T(error_mapping), T(bad_config),
                 T(get_set_delete), T(escaping), T(recursive_sorted), T(ttl_and_refresh),
                 T(conditions), T(create_in_order), T(watch_async), T(watch_blocking),
-                T(watch_index_cleared), T(cancel_and_free), T(failover), T(garbage_server),
+                T(watch_index_cleared), T(cancel_and_free), T(pool_trim), T(failover), T(garbage_server),
                 T(garbage_timeouts), T(keepalive_and_stale), T(failover_on_5xx_and_garbage),
                 T(stream_many_writes), T(stream_history_catchup), T(stream_history_too_far), T(stream_delete_expire), T(stream_cancel),
                 T(stream_index_cleared), T(stream_timeout), T(stream_garbage),
