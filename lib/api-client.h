@@ -129,11 +129,12 @@ int fl_api_create_unit(ApiClient *c, const char *name, const UnitFile *u, char *
  * keep-alive connection (the client's own one among them). After a failure no further request
  * is sent; those in flight finish. On failure *ret_failed is the lowest index that failed and
  * *ret_error its message; units after it may have been created by requests in flight.
- * 32 at once: fleetd writes each unit with 3 sequential etcd requests over its kept-alive
- * connections (lib/etcd.c keeps up to 64), and etcd batches concurrent writes into fewer raft
- * rounds: on a 2-core box 1,000 units took ~0.3-0.4 s at 32 against ~0.45 s at 16, with a
- * third less CPU in etcd (bench/RESULTS.md). */
-#define FL_API_BATCH_PARALLEL 32U
+ * 16 at once: fleetd writes each unit with 3 sequential etcd requests, and etcd on a 2-core box
+ * takes as many writes per second at 16 in flight as at 32 or 64 (1,000 units: ~0.36 s either
+ * way, ~0.8 s at 1) while wider bursts make it drop watchers: it applies a raft batch's writes
+ * at once, and a watcher whose queue of 100 events fills is dropped (every daemon's mirror
+ * must then catch up). fleet-bench, 15 interleaved runs each: no drop at 16, one at 32. */
+#define FL_API_BATCH_PARALLEL 16U
 #define FL_API_BATCH_PARALLEL_TUNNEL 4U
 int fl_api_create_units(ApiClient *c, char *const *names, UnitFile *const *files, size_t n, size_t parallel,
                         size_t *ret_failed, char **ret_error);

@@ -37,11 +37,11 @@
 #define USEC_PER_SEC_ULL 1000000ULL
 #define ETCD_DEFAULT_TIMEOUT_USEC (1ULL * USEC_PER_SEC_ULL)
 /* Idle keep-alive connections per endpoint: what is left over after bursts of parallel requests
- * (a watch holds its own connection while it waits). Up to ETCD_POOL_MAX are kept so that a
- * burst as wide as fleet's widest (fleetctl's 32 requests through the API beside the engine's
- * and the agent's 16 each) reuses them: with 16 kept, 32 in flight reconnected for every
- * request and was slower than 16. Those beyond the ETCD_POOL_KEEP most recently used are
- * closed after ETCD_POOL_IDLE_USEC idle, so that a thousand daemons do not each hold a
+ * (a watch holds its own connection while it waits). Up to ETCD_POOL_MAX are kept so that
+ * bursts that overlap (the API's 16 requests beside the engine's and the agent's 16 each)
+ * reuse them: with 16 kept, 32 in flight reconnected for every request and took 0.30-0.36 s
+ * for 3,000 writes instead of 0.20-0.24 s. Those beyond the ETCD_POOL_KEEP most recently used
+ * are closed after ETCD_POOL_IDLE_USEC idle, so that a thousand daemons do not each hold a
  * burst's worth of connections to etcd for good. */
 #define ETCD_POOL_MAX 64U
 #define ETCD_POOL_KEEP 4U
