@@ -789,8 +789,11 @@ why_missed() {
 		  but the floor is the same at 16 and 32 and etcd dropped the watch stream in 3 of 22
 		  floor runs at 32, none of 15 at 16, so fleetctl stays at 16).
 		  GETs instead of the existence list (~65 ms for 1,000 names at any registry size).
+		  fleetctl's own start is 12-35 ms of each run (the names list 1-11 ms, growing with the
+		  registry, then reading the files), the rest is the PUTs.
 		  The box itself moves the figure: over two days the same code gave full-bench medians
-		  from 462 to 630 ms, and etcd's floor beside them from 362 to 491 ms.
+		  from 460 to 630 ms, and etcd's floor beside them from 362 to 491 ms; the six benches
+		  of one day pooled their 42 runs to 509 ms.
 		EOF
 		;;
 	rss_10000) cat <<-'EOF'
