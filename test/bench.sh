@@ -786,8 +786,8 @@ why_missed() {
 		  in parallel (a fleetd build): etcd's throughput stays the same, CPU is the limit, not round
 		  trips; 8, 24 or 32 PUTs in flight (32 again once etcd's client kept 64 idle
 		  connections instead of reconnecting beyond 16: three full benches pooled to 453 ms,
-		  but the floor is the same at 16 and 32 and etcd dropped the watch stream in 3 of 22
-		  floor runs at 32, none of 15 at 16, so fleetctl stays at 16).
+		  but the floor is the same at 16 and 32 and etcd dropped the watch stream in 3 of 36
+		  floor runs at 32, none of 36 at 16, so fleetctl stays at 16).
 		  GETs instead of the existence list (~65 ms for 1,000 names at any registry size).
 		  fleetctl's own start is 12-35 ms of each run (the names list 1-11 ms, growing with the
 		  registry, then reading the files), the rest is the PUTs.
