@@ -18,17 +18,12 @@
 
 #include "api.h"
 #include "api-client.h"
+#include "clock.h"
 #include "log.h"
 #include "strv.h"
 
 #define API_DEFAULT_SOCKET "/var/run/fleet.sock"
 #define API_WAIT_POLL_USEC (20ULL * 1000ULL)
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
 
 /* ---- JSON output ---- */
 
@@ -443,7 +438,7 @@ static void waiting_rearm(Api *a) {
         /* FIFO with one fixed wait: the head has the earliest deadline. The mirror tells us
          * about changed content, but its index can also move without a change (an event for a
          * key it does not keep), so waiting reads look again every few milliseconds too. */
-        next = MIN(a->waiting->deadline, now_usec() + API_WAIT_POLL_USEC);
+        next = MIN(a->waiting->deadline, fl_now_usec() + API_WAIT_POLL_USEC);
         (void) sd_event_source_set_time(a->wait_timer, next);
         (void) sd_event_source_set_enabled(a->wait_timer, SD_EVENT_ONESHOT);
 }
@@ -451,7 +446,7 @@ static void waiting_rearm(Api *a) {
 static void waiting_process(Api *a) {
         Registry *reg = a->server->registry;
         const RegSnapshot *snap = NULL;
-        uint64_t idx = fl_registry_mirror_index(reg), now = now_usec();
+        uint64_t idx = fl_registry_mirror_index(reg), now = fl_now_usec();
         bool due = false;
         ApiCall *c, *next;
 
@@ -523,7 +518,7 @@ static void api_read(Api *a, HttpRequest *req, const char *item, ApiReadFn fn) {
         }
         /* Behind our own write (or no first read yet): wait for the mirror. */
         a->stat_deferred_reads++;
-        c->deadline = now_usec() + FL_API_READ_WAIT_USEC;
+        c->deadline = fl_now_usec() + FL_API_READ_WAIT_USEC;
         list_add_tail(&a->waiting, c);
         waiting_rearm(a);
 }

@@ -563,7 +563,7 @@ static int start_tunnel(Ctl *c, EtcdDriver *e, char ***endpoints, char **ret_err
                 _exit(127);
         }
         e->tunnel = pid;
-        deadline = fl_ctl_now() + (uint64_t) ((c->ssh_timeout + 5) * 1e6);
+        deadline = fl_now_usec() + (uint64_t) ((c->ssh_timeout + 5) * 1e6);
         for (;;) {
                 int status;
 
@@ -575,7 +575,7 @@ static int start_tunnel(Ctl *c, EtcdDriver *e, char ***endpoints, char **ret_err
                                                      bastion, WIFEXITED(status) ? WEXITSTATUS(status) : 255);
                         return -ECONNREFUSED;
                 }
-                if (fl_ctl_now() >= deadline) {
+                if (fl_now_usec() >= deadline) {
                         *ret_error = strdup("timed out while initiating SSH connection");
                         return -ETIMEDOUT;
                 }

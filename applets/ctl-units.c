@@ -312,7 +312,7 @@ static void print_reached(Ctl *c, const ApiUnit *u, const char *state) {
 static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char *state, int attempts,
                            Wait **ret_waits, char **ret_error) {
         size_t n = fl_strv_length(names), pending = n;
-        uint64_t deadline = attempts > 0 ? fl_ctl_now() + (uint64_t) attempts * ATTEMPT_USEC : 0;
+        uint64_t deadline = attempts > 0 ? fl_now_usec() + (uint64_t) attempts * ATTEMPT_USEC : 0;
         _cleanup_free_ char **pending_names = NULL;   /* borrowed from w */
         Wait *w;
         int r = 0;
@@ -358,8 +358,8 @@ static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char 
                                 /* Not found for a whole attempt: it was destroyed meanwhile and
                                  * will never reach the state (fleet waited for it forever). */
                                 if (r == -ENOENT && w[i].missing_since == 0)
-                                        w[i].missing_since = fl_ctl_now();
-                                else if (r == -ENOENT && fl_ctl_now() - w[i].missing_since >= ATTEMPT_USEC) {
+                                        w[i].missing_since = fl_now_usec();
+                                else if (r == -ENOENT && fl_now_usec() - w[i].missing_since >= ATTEMPT_USEC) {
                                         w[i].gone = true;
                                         pending--;
                                 }
@@ -385,7 +385,7 @@ static int wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const char 
                 }
                 if (pending == 0)
                         break;
-                if (deadline > 0 && fl_ctl_now() >= deadline)
+                if (deadline > 0 && fl_now_usec() >= deadline)
                         break;
                 fl_ctl_sleep(POLL_USEC);
         }
@@ -433,7 +433,7 @@ static int try_wait_for_states(Ctl *c, CtlDriver *d, char *const *names, const c
 /* After start: systemd on the unit's machine must report it loaded and active. */
 static int wait_for_active(Ctl *c, CtlDriver *d, char *const *names, Wait *waits, char **ret_error) {
         size_t n = fl_strv_length(names), pending = n;
-        uint64_t deadline = c->start_timeout > 0 ? fl_ctl_now() + (uint64_t) (c->start_timeout * 1e6) : 0;
+        uint64_t deadline = c->start_timeout > 0 ? fl_now_usec() + (uint64_t) (c->start_timeout * 1e6) : 0;
         _cleanup_free_ bool *done = NULL;
         _cleanup_strv_free_ char **last = NULL;
         int r = 0;
@@ -473,7 +473,7 @@ static int wait_for_active(Ctl *c, CtlDriver *d, char *const *names, Wait *waits
                         }
                         fl_api_unit_states_free(ss, k);
                 }
-                if (pending == 0 || (deadline > 0 && fl_ctl_now() >= deadline))
+                if (pending == 0 || (deadline > 0 && fl_now_usec() >= deadline))
                         break;
                 fl_ctl_sleep(POLL_USEC);
         }
@@ -1163,7 +1163,7 @@ int fl_ctl_verb_destroy(Ctl *c, int argc, char **argv) {
         }
         for (size_t i = 0; i < n; i++) {
                 int attempts = block_attempts(c);
-                uint64_t deadline = attempts > 0 ? fl_ctl_now() + (uint64_t) attempts * ATTEMPT_USEC : 0;
+                uint64_t deadline = attempts > 0 ? fl_now_usec() + (uint64_t) attempts * ATTEMPT_USEC : 0;
 
                 r = d->ops->destroy_unit(d, units[i].name);
                 if (r == -ENOENT)
@@ -1186,7 +1186,7 @@ int fl_ctl_verb_destroy(Ctl *c, int argc, char **argv) {
                                 ret = 1;
                                 break;
                         }
-                        if (deadline > 0 && fl_ctl_now() >= deadline)
+                        if (deadline > 0 && fl_now_usec() >= deadline)
                                 break;
                         fl_ctl_sleep(POLL_USEC);
                 }

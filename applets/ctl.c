@@ -1000,13 +1000,6 @@ char *fl_ctl_known_hosts_path(Ctl *c) {
         return fl_ctl_asprintf("%s%s", home, p + 1);
 }
 
-uint64_t fl_ctl_now(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 void fl_ctl_sleep(uint64_t usec) {
         struct timespec ts = { .tv_sec = (time_t) (usec / 1000000ULL), .tv_nsec = (long) (usec % 1000000ULL) * 1000L };
 

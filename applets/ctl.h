@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "api-client.h"
+#include "clock.h"
 #include "ctl-driver.h"
 #include "log.h"
 #include "macro.h"
@@ -71,7 +72,6 @@ const char *fl_ctl_local_machine_id(Ctl *c);
 char *fl_ctl_known_hosts_path(Ctl *c);
 /* Sleeps for usec (restarting after signals). */
 void fl_ctl_sleep(uint64_t usec);
-uint64_t fl_ctl_now(void);
 
 /* ---- ctl-output.c ---- */
 typedef struct CtlTable CtlTable;

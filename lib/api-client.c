@@ -28,6 +28,7 @@
 
 #include "api-client.h"
 #include "buf.h"
+#include "clock.h"
 #include "http.h"
 #include "strv.h"
 #include "tls.h"
@@ -550,13 +551,6 @@ static int parse_endpoint(ApiClient *c, const char *ep, char **ret_error) {
 
 /* ---- Connection ---- */
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 /* Waits until fd is ready for events or the deadline passes (-ETIMEDOUT). */
 static int wait_fd(ApiClient *c, int fd, short events) {
         for (;;) {
@@ -564,7 +558,7 @@ static int wait_fd(ApiClient *c, int fd, short events) {
                 int timeout = -1, r;
 
                 if (c->deadline > 0) {
-                        uint64_t n = now_usec();
+                        uint64_t n = fl_now_usec();
                         if (n >= c->deadline)
                                 return -ETIMEDOUT;
                         timeout = (int) MIN((c->deadline - n + 999) / 1000, (uint64_t) INT32_MAX);
@@ -975,7 +969,7 @@ int fl_api_client_request(ApiClient *c, const char *method, const char *path, co
         r = request_names(c, method, path, &target, &url);
         if (r < 0)
                 return r;
-        c->deadline = c->timeout_usec > 0 ? now_usec() + c->timeout_usec : 0;
+        c->deadline = c->timeout_usec > 0 ? fl_now_usec() + c->timeout_usec : 0;
 
         /* A kept-alive connection may have been closed by the server meanwhile; then the
          * request is sent once more on a new connection (all our requests are idempotent). */
@@ -1589,7 +1583,7 @@ static void slot_start(Batch *b, BatchSlot *s) {
                 return;
         }
         s->sent = 0;
-        s->deadline = b->client->timeout_usec > 0 ? now_usec() + b->client->timeout_usec : 0;
+        s->deadline = b->client->timeout_usec > 0 ? fl_now_usec() + b->client->timeout_usec : 0;
         s->reused = s->conn->fd >= 0 && s->conn->used;
         r = slot_connect(s, &cerr);
         if (r < 0) {
@@ -1653,7 +1647,7 @@ static int batch_run(Batch *b, size_t parallel, size_t *ret_failed, char **ret_e
                 if (n_busy == 0)
                         break;
                 if (next_deadline > 0) {
-                        now = now_usec();
+                        now = fl_now_usec();
                         timeout = next_deadline > now ? (int) MIN((next_deadline - now + 999) / 1000,
                                                                   (uint64_t) INT32_MAX) : 0;
                 }
@@ -1666,7 +1660,7 @@ static int batch_run(Batch *b, size_t parallel, size_t *ret_failed, char **ret_e
                         }
                         continue;
                 }
-                now = now_usec();
+                now = fl_now_usec();
                 for (size_t j = 0; j < n_busy; j++) {
                         BatchSlot *s = &slots[busy[j]];
 

@@ -23,11 +23,11 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <mbedtls/base64.h>
 
 #include "cJSON.h"
+#include "clock.h"
 #include "etcd.h"
 #include "http.h"
 #include "log.h"
@@ -555,13 +555,6 @@ static bool conn_alive(EtcdConn *k) {
         return l < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC_ULL + (uint64_t) ts.tv_nsec / 1000;
-}
-
 /* Closes the idle connections beyond each endpoint's ETCD_POOL_KEEP most recently used that
  * have been idle for pool_idle_usec; returns when the next one is due, 0 for none. The idle
  * lists run from the most recently used, so the oldest are at their ends. */
@@ -592,7 +585,7 @@ static uint64_t pool_trim(EtcdClient *c, uint64_t now) {
 
 static int on_pool_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         EtcdClient *c = userdata;
-        uint64_t next = pool_trim(c, now_usec());
+        uint64_t next = pool_trim(c, fl_now_usec());
 
         if (next == 0)
                 return sd_event_source_set_enabled(s, SD_EVENT_OFF);
@@ -656,7 +649,7 @@ static void pool_put(EtcdClient *c, EtcdConn *k) {
                 k->io = sd_event_source_disable_unref(k->io);
         else if (k->io && sd_event_source_set_io_events(k->io, EPOLLIN) < 0)
                 k->io = sd_event_source_disable_unref(k->io);
-        k->idle_since = now_usec();
+        k->idle_since = fl_now_usec();
         k->next = ep->idle;
         ep->idle = k;
         ep->n_idle++;

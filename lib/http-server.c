@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "http-server.h"
 #include "log.h"
 
@@ -820,12 +821,6 @@ struct HttpServer {
         HttpServerStats stats;
 };
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 static void conn_free(HttpConn *c) {
         HttpServer *s = c->server;
 
@@ -929,7 +924,7 @@ static void conn_start_linger(HttpConn *c) {
                 (void) mbedtls_ssl_close_notify(c->ssl); /* best effort */
         (void) shutdown(c->fd, SHUT_WR);
         c->lingering = true;
-        c->deadline = now_usec() + LINGER_USEC;
+        c->deadline = fl_now_usec() + LINGER_USEC;
         fl_buf_done(&c->in);
 }
 
@@ -1226,7 +1221,7 @@ int fl_http_request_reply(HttpRequest *r, int status, const char *content_type, 
         r->conn = NULL;
         c->current = NULL;
         c->finished = r; /* the connection's reference, dropped at a safe point */
-        c->deadline = now_usec() + c->server->opts.timeout_usec;
+        c->deadline = fl_now_usec() + c->server->opts.timeout_usec;
         if (!c->in_handler)
                 (void) sd_event_source_set_enabled(c->defer, SD_EVENT_ONESHOT);
         return 0;
@@ -1266,7 +1261,7 @@ static int conn_new(HttpServer *s, int fd, HttpTls *tls, bool rejecting, HttpCon
         c->server = s;
         c->fd = fd;
         c->rejecting = rejecting;
-        c->deadline = now_usec() + s->opts.timeout_usec;
+        c->deadline = fl_now_usec() + s->opts.timeout_usec;
         fl_http_parser_init(&c->parser, s->opts.max_header_bytes, s->opts.max_body_bytes);
         c->next = s->conns;
         if (s->conns)

@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "registry-internal.h"
 #include "strv.h"
@@ -540,12 +541,6 @@ static void gc_data_free(void *p) {
         free(d);
 }
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 typedef struct GcScan {
         RegTree referenced;
         char **gone;                /* gc_seen keys whose unit/<hash> no longer exists */
@@ -647,7 +642,7 @@ static int gc_tree_node(RegNode *n, void *userdata) {
 
 /* Exactly one of t (our own read) and st (the mirror). */
 static int gc_scan(Registry *r, const RegTree *t, const RegStore *st, GcData *d) {
-        GcScan g = { .reg = r, .d = d, .now = now_usec() };
+        GcScan g = { .reg = r, .d = d, .now = fl_now_usec() };
         int k;
 
         if (t) {
