@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* buf.c: growable byte buffer. */
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "buf.h"
@@ -43,22 +44,54 @@ int fl_buf_putc(Buf *b, char c) {
 }
 
 int fl_buf_printf(Buf *b, const char *fmt, ...) {
+        size_t room = b->cap > b->len ? b->cap - b->len : 0;
         va_list ap;
         int n, r;
 
+        /* Usually it fits in the room there is: format once, not once to measure and again. */
         va_start(ap, fmt);
-        n = vsnprintf(NULL, 0, fmt, ap);
+        n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap);
         va_end(ap);
-        if (n < 0)
+        if (n < 0) {
+                if (b->data)
+                        b->data[b->len] = 0;
                 return -EINVAL;
-        r = fl_buf_grow(b, (size_t) n);
-        if (r < 0)
-                return r;
-        va_start(ap, fmt);
-        (void) vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
-        va_end(ap);
+        }
+        if ((size_t) n >= room) {
+                r = fl_buf_grow(b, (size_t) n);
+                if (r < 0) {
+                        if (b->data)
+                                b->data[b->len] = 0;
+                        return r;
+                }
+                va_start(ap, fmt);
+                (void) vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
+                va_end(ap);
+        }
         b->len += (size_t) n;
         return 0;
+}
+
+int fl_buf_put_u64(Buf *b, uint64_t v) {
+        char d[20];
+        size_t i = sizeof(d);
+
+        do
+                d[--i] = (char) ('0' + v % 10);
+        while ((v /= 10) > 0);
+        return fl_buf_append(b, d + i, sizeof(d) - i);
+}
+
+int fl_buf_cat(Buf *b, ...) {
+        const char *s;
+        va_list ap;
+        int r = 0;
+
+        va_start(ap, b);
+        while (r >= 0 && (s = va_arg(ap, const char *)))
+                r = fl_buf_puts(b, s);
+        va_end(ap);
+        return r;
 }
 
 void fl_buf_consume(Buf *b, size_t n) {

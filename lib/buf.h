@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "macro.h"
 
@@ -21,6 +22,10 @@ int fl_buf_append(Buf *b, const void *p, size_t n);
 int fl_buf_puts(Buf *b, const char *s);
 int fl_buf_putc(Buf *b, char c);
 int fl_buf_printf(Buf *b, const char *fmt, ...) _printf_(2, 3);
+/* Decimal digits of v. */
+int fl_buf_put_u64(Buf *b, uint64_t v);
+/* The strings up to the NULL, one after the other: for hot paths, where printf costs. */
+int fl_buf_cat(Buf *b, ...) _sentinel_;
 void fl_buf_consume(Buf *b, size_t n); /* drop the first n bytes */
 void fl_buf_reset(Buf *b);             /* len = 0, memory kept */
 void fl_buf_done(Buf *b);              /* free contents */

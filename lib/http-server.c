@@ -819,6 +819,8 @@ struct HttpServer {
         HttpConn *conns;
         unsigned n_conns, n_rejecting;
         HttpServerStats stats;
+        time_t date_time;       /* the second date_line was made for */
+        char date_line[64];     /* "Date: ...\r\n", made once a second, not per reply */
 };
 
 static void conn_free(HttpConn *c) {
@@ -859,20 +861,36 @@ static void conn_free(HttpConn *c) {
 static int append_head(HttpConn *c, int status, const char *content_type, size_t len, bool keep_alive_1_0,
                        const Buf *extra) {
         HttpServer *s = c->server;
-        char date[64];
-        struct tm tm;
         time_t t = time(NULL);
+        struct tm tm;
         int r;
 
-        r = fl_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, fl_http_status_reason(status));
+        if (status < 100 || status > 599)
+                return -EINVAL;
+        if (t != s->date_time) {
+                s->date_line[0] = 0;
+                if (gmtime_r(&t, &tm) &&
+                    strftime(s->date_line, sizeof(s->date_line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm) > 0)
+                        s->date_time = t;
+        }
+        r = fl_buf_puts(&c->out, "HTTP/1.1 ");
+        if (r >= 0)
+                r = fl_buf_put_u64(&c->out, (unsigned) status);
+        if (r >= 0)
+                r = fl_buf_cat(&c->out, " ", fl_http_status_reason(status), "\r\n", NULL);
         if (r >= 0 && s->server_name)
-                r = fl_buf_printf(&c->out, "Server: %s\r\n", s->server_name);
-        if (r >= 0 && gmtime_r(&t, &tm) && strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm) > 0)
-                r = fl_buf_printf(&c->out, "Date: %s\r\n", date);
+                r = fl_buf_cat(&c->out, "Server: ", s->server_name, "\r\n", NULL);
+        if (r >= 0)
+                r = fl_buf_puts(&c->out, s->date_line);
         if (r >= 0 && content_type)
-                r = fl_buf_printf(&c->out, "Content-Type: %s\r\n", content_type);
-        if (r >= 0 && status >= 200 && status != 204 && status != 304)
-                r = fl_buf_printf(&c->out, "Content-Length: %zu\r\n", len);
+                r = fl_buf_cat(&c->out, "Content-Type: ", content_type, "\r\n", NULL);
+        if (r >= 0 && status >= 200 && status != 204 && status != 304) {
+                r = fl_buf_puts(&c->out, "Content-Length: ");
+                if (r >= 0)
+                        r = fl_buf_put_u64(&c->out, len);
+                if (r >= 0)
+                        r = fl_buf_puts(&c->out, "\r\n");
+        }
         if (r >= 0 && c->closing)
                 r = fl_buf_puts(&c->out, "Connection: close\r\n");
         else if (r >= 0 && keep_alive_1_0)

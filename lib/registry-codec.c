@@ -166,8 +166,12 @@ char *fl_reg_encode_job_object(const char *name, const uint8_t hash[20]) {
                 r = fl_reg_json_string(&b, name);
         if (r >= 0)
                 r = fl_buf_puts(&b, ",\"UnitHash\":[");
-        for (size_t i = 0; r >= 0 && i < 20; i++)
-                r = fl_buf_printf(&b, i ? ",%u" : "%u", (unsigned) hash[i]);
+        for (size_t i = 0; r >= 0 && i < 20; i++) {
+                if (i > 0)
+                        r = fl_buf_putc(&b, ',');
+                if (r >= 0)
+                        r = fl_buf_put_u64(&b, hash[i]);
+        }
         if (r >= 0)
                 r = fl_buf_puts(&b, "]}");
         return buf_finish(&b, r);
@@ -225,13 +229,63 @@ static int strdup_or_null(const char *s, char **ret) {
         return 0;
 }
 
+/* The exact text Go's encoder (and fl_reg_encode_job_object()) writes for a name without
+ * escapes: {"Name":"<name>","UnitHash":[20 numbers 0-255]}. Every daemon decodes one per unit
+ * event, and the general parser costs ~20 times as much (numbers go through strtod). false
+ * for anything else, which the general parser then decides on. */
+static bool job_object_fast(const char *json, const char **ret_name, size_t *ret_len, uint8_t ret_hash[20]) {
+        const char *p = startswith(json, "{\"Name\":\""), *name;
+
+        if (!p)
+                return false;
+        name = p;
+        for (; *p != '"'; p++)
+                if (*p == 0 || *p == '\\' || (unsigned char) *p < 0x20)
+                        return false;
+        *ret_name = name;
+        *ret_len = (size_t) (p - name);
+        p = startswith(p, "\",\"UnitHash\":[");
+        if (!p)
+                return false;
+        for (size_t i = 0; i < 20; i++) {
+                unsigned v = 0;
+                const char *d;
+
+                if (i > 0 && *p++ != ',')
+                        return false;
+                d = p;
+                while (*p >= '0' && *p <= '9' && p - d < 3)
+                        v = v * 10 + (unsigned) (*p++ - '0');
+                /* digits, no leading zero, at most 255 */
+                if (p == d || (*d == '0' && p - d > 1) || v > 255)
+                        return false;
+                ret_hash[i] = (uint8_t) v;
+        }
+        return streq(p, "]}");
+}
+
 int fl_reg_decode_job_object(const char *json, char **ret_name, uint8_t ret_hash[20]) {
-        cJSON *root = json_parse(json);
+        const char *fast_name;
+        size_t fast_len;
+        uint8_t fast_hash[20];
+        cJSON *root;
         const char *name = "";
         const cJSON *h;
         uint8_t hash[20] = {};
         int r;
 
+        if (json && job_object_fast(json, &fast_name, &fast_len, fast_hash)) {
+                if (ret_name) {
+                        char *n = strndup(fast_name, fast_len);
+                        if (!n)
+                                return -ENOMEM;
+                        *ret_name = n;
+                }
+                if (ret_hash)
+                        memcpy(ret_hash, fast_hash, 20);
+                return 0;
+        }
+        root = json_parse(json);
         if (!root || !cJSON_IsObject(root)) {
                 r = -EBADMSG;
                 goto finish;

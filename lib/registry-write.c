@@ -133,7 +133,7 @@ static int create_unit_op(Registry *r, const char *name, const UnitFile *u, JobS
         raw = fl_unit_file_serialize(u);
         if (!raw)
                 return -ENOMEM;
-        k = fl_unit_file_hash(u, hash);
+        k = fl_unit_file_hash_serialized(raw, hash);
         if (k < 0)
                 return k;
         fl_hash_to_hex(hash, hex);

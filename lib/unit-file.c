@@ -703,11 +703,11 @@ char *fl_unit_file_serialize(const UnitFile *u) {
                         if (cur)
                                 r = fl_buf_putc(&b, '\n');
                         if (r >= 0)
-                                r = fl_buf_printf(&b, "[%s]\n", o->section);
+                                r = fl_buf_cat(&b, "[", o->section, "]\n", NULL);
                         cur = o->section;
                 }
                 if (r >= 0)
-                        r = fl_buf_printf(&b, "%s=%s\n", o->name, o->value);
+                        r = fl_buf_cat(&b, o->name, "=", o->value, "\n", NULL);
         }
         if (r < 0) {
                 fl_buf_done(&b);
@@ -716,14 +716,18 @@ char *fl_unit_file_serialize(const UnitFile *u) {
         return fl_buf_steal(&b);
 }
 
+int fl_unit_file_hash_serialized(const char *raw, uint8_t ret[20]) {
+        if (mbedtls_sha1_ret((const unsigned char *) raw, strlen(raw), ret) != 0)
+                return -EIO;
+        return 0;
+}
+
 int fl_unit_file_hash(const UnitFile *u, uint8_t ret[20]) {
         _cleanup_free_ char *s = fl_unit_file_serialize(u);
 
         if (!s)
                 return -ENOMEM;
-        if (mbedtls_sha1_ret((const unsigned char *) s, strlen(s), ret) != 0)
-                return -EIO;
-        return 0;
+        return fl_unit_file_hash_serialized(s, ret);
 }
 
 bool fl_unit_file_equal(const UnitFile *a, const UnitFile *b) {

@@ -55,6 +55,8 @@ int fl_unit_file_dup(const UnitFile *u, UnitFile **ret);
 char *fl_unit_file_serialize(const UnitFile *u);
 /* SHA-1 of the canonical text. 0 or -ENOMEM. */
 int fl_unit_file_hash(const UnitFile *u, uint8_t ret[20]);
+/* The same from the canonical text itself (fl_unit_file_serialize()'s), for who has it already. */
+int fl_unit_file_hash_serialized(const char *raw, uint8_t ret[20]);
 /* Both serializations equal, i.e. equal hashes ("the units match" in fleet). */
 bool fl_unit_file_equal(const UnitFile *a, const UnitFile *b);
 

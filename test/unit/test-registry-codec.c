@@ -57,6 +57,15 @@ TEST(job_object_decode_lenient) {
                 { "{\"Name\":\"x\",\"UnitHash\":\"abc\"}", -EBADMSG, NULL, 0, 0 },
                 { "{\"Name\":\"x\"} trailing", -EBADMSG, NULL, 0, 0 },
                 { "{\"Name\":\"x\"", -EBADMSG, NULL, 0, 0 },
+                /* Near the exact form the fast path reads: what it refuses, the general
+                 * parser decides. */
+                { "{\"Name\":\"e\",\"UnitHash\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,255]}", 0, "e", 0, 255 },
+                { "{\"Name\":\"e\",\"UnitHash\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,256]}", -EBADMSG, NULL, 0, 0 },
+                { "{\"Name\":\"e\",\"UnitHash\":[1000,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1]}", -EBADMSG, NULL, 0, 0 },
+                { "{\"Name\":\"e\",\"UnitHash\":[7,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1]} ", 0, "e", 7, 1 },
+                { "{\"Name\":\"e\",\"UnitHash\":[7,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1]}x", -EBADMSG, NULL, 0, 0 },
+                { "{\"Name\":\"e\",\"UnitHash\":[7,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,2]}", 0, "e", 7, 1 },
+                { "{\"Name\":\"a\\u003cb\",\"UnitHash\":[7,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1]}", 0, "a<b", 7, 1 },
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 _cleanup_free_ char *name = NULL;
