@@ -28,6 +28,7 @@
 
 #include "cJSON.h"
 #include "clock.h"
+#include "etcd-json.h"
 #include "etcd.h"
 #include "http.h"
 #include "log.h"
@@ -46,8 +47,6 @@
 #define ETCD_POOL_MAX 64U
 #define ETCD_POOL_KEEP 4U
 #define ETCD_POOL_IDLE_USEC (5ULL * USEC_PER_SEC_ULL)
-/* Deepest node tree we decode: a key depth, far beyond fleet's five levels. */
-#define ETCD_MAX_DEPTH 64U
 /* Largest integer a JSON number (a double) holds exactly. */
 #define ETCD_MAX_JSON_INT 9007199254740992.0
 
@@ -154,25 +153,12 @@ struct EtcdCall {
 
 /* ---- Responses ---- */
 
-static EtcdNode *node_free(EtcdNode *n) {
-        if (!n)
-                return NULL;
-        for (size_t i = 0; i < n->n_nodes; i++)
-                node_free(n->nodes[i]);
-        free(n->nodes);
-        free(n->key);
-        free(n->value);
-        free(n);
-        return NULL;
-}
-DEFINE_TRIVIAL_CLEANUP_FUNC(EtcdNode *, node_free);
-
 EtcdResponse *fl_etcd_response_free(EtcdResponse *r) {
         if (!r)
                 return NULL;
         free(r->action);
-        node_free(r->node);
-        node_free(r->prev_node);
+        fl_etcd_node_free(r->node);
+        fl_etcd_node_free(r->prev_node);
         free(r->error_message);
         free(r->error_cause);
         free(r);
@@ -238,18 +224,6 @@ static bool json_uint(const cJSON *j, uint64_t *ret) {
         return true;
 }
 
-static bool json_int(const cJSON *j, int64_t *ret) {
-        double d;
-
-        if (!cJSON_IsNumber(j))
-                return false;
-        d = j->valuedouble;
-        if (!isfinite(d) || fabs(d) > ETCD_MAX_JSON_INT || d != floor(d))
-                return false;
-        *ret = (int64_t) d;
-        return true;
-}
-
 /* Optional string member: absent or null is fine, anything but a string is not. */
 static int json_opt_string(const cJSON *o, const char *name, char **ret) {
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, name);
@@ -268,63 +242,6 @@ static int json_opt_uint(const cJSON *o, const char *name, uint64_t *ret) {
         if (!j || cJSON_IsNull(j))
                 return 0;
         return json_uint(j, ret) ? 0 : -EBADMSG;
-}
-
-static int node_decode(const cJSON *j, unsigned depth, EtcdNode **ret) {
-        _cleanup_(node_freep) EtcdNode *n = NULL;
-        const cJSON *x;
-        int r;
-
-        if (depth > ETCD_MAX_DEPTH || !cJSON_IsObject(j))
-                return -EBADMSG;
-        n = new0(EtcdNode, 1);
-        if (!n)
-                return -ENOMEM;
-
-        /* The root directory comes without "key". */
-        if ((r = json_opt_string(j, "key", &n->key)) < 0 ||
-            (r = json_opt_string(j, "value", &n->value)) < 0 ||
-            (r = json_opt_uint(j, "createdIndex", &n->created_index)) < 0 ||
-            (r = json_opt_uint(j, "modifiedIndex", &n->modified_index)) < 0)
-                return r;
-        x = cJSON_GetObjectItemCaseSensitive(j, "dir");
-        if (x && !cJSON_IsNull(x)) {
-                if (!cJSON_IsBool(x))
-                        return -EBADMSG;
-                n->dir = cJSON_IsTrue(x);
-        }
-        if (n->dir)
-                n->value = mfree(n->value);
-        x = cJSON_GetObjectItemCaseSensitive(j, "ttl");
-        if (x && !cJSON_IsNull(x) && !json_int(x, &n->ttl))
-                return -EBADMSG;
-
-        x = cJSON_GetObjectItemCaseSensitive(j, "nodes");
-        if (x && !cJSON_IsNull(x)) {
-                int count;
-                const cJSON *c;
-
-                if (!cJSON_IsArray(x))
-                        return -EBADMSG;
-                count = cJSON_GetArraySize(x);
-                if (count < 0)
-                        return -EBADMSG;
-                if (count > 0) {
-                        n->nodes = new0(EtcdNode *, (size_t) count);
-                        if (!n->nodes)
-                                return -ENOMEM;
-                }
-                cJSON_ArrayForEach(c, x) {
-                        if (n->n_nodes >= (size_t) count)
-                                return -EBADMSG;
-                        r = node_decode(c, depth + 1, &n->nodes[n->n_nodes]);
-                        if (r < 0)
-                                return r;
-                        n->n_nodes++;
-                }
-        }
-        *ret = TAKE_PTR(n);
-        return 0;
 }
 
 static int parse_index_header(const HttpResponse *h, const char *name, uint64_t *ret) {
@@ -357,31 +274,6 @@ static int json_parse_body(const Buf *body, cJSON **ret) {
         return 0;
 }
 
-/* The JSON of a successful reply or of one watch event: action, node, prevNode. */
-static int event_decode(const cJSON *j, EtcdResponse *resp) {
-        const cJSON *x;
-        int r;
-
-        if (!cJSON_IsObject(j))
-                return -EBADMSG;
-        x = cJSON_GetObjectItemCaseSensitive(j, "action");
-        if (!cJSON_IsString(x) || !x->valuestring)
-                return -EBADMSG;
-        resp->action = strdup(x->valuestring);
-        if (!resp->action)
-                return -ENOMEM;
-        r = node_decode(cJSON_GetObjectItemCaseSensitive(j, "node"), 0, &resp->node);
-        if (r < 0)
-                return r;
-        x = cJSON_GetObjectItemCaseSensitive(j, "prevNode");
-        if (x && !cJSON_IsNull(x)) {
-                r = node_decode(x, 0, &resp->prev_node);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
 /* Decodes an HTTP response into *ret (set whenever the reply was well-formed, also for etcd
  * errors) and returns what the caller gets: 0, a mapped etcd error, or -EBADMSG. */
 int fl_etcd_response_decode(const HttpResponse *h, bool watch, EtcdResponse **ret) {
@@ -408,10 +300,10 @@ int fl_etcd_response_decode(const HttpResponse *h, bool watch, EtcdResponse **re
                         *ret = TAKE_PTR(resp);
                         return -EAGAIN;
                 }
-                r = json_parse_body(&h->body, &j);
-                if (r < 0)
-                        return r;
-                r = event_decode(j, resp);
+                /* Exactly one JSON value; an embedded NUL would cut it short silently. */
+                if (strlen(h->body.data) != h->body.len)
+                        return -EBADMSG;
+                r = fl_etcd_json_decode_event(h->body.data, h->body.len, resp);
                 if (r < 0)
                         return r;
                 *ret = TAKE_PTR(resp);
@@ -1287,7 +1179,6 @@ static void stream_restart(EtcdCall *call, uint64_t wait_index) {
 static int stream_event(EtcdCall *call, char *data, size_t len) {
         EtcdClient *c = call->client;
         _cleanup_(fl_etcd_response_freep) EtcdResponse *ev = NULL;
-        _cleanup_(cJSON_Deletep) cJSON *j = NULL;
         uint64_t idx;
         bool history;
         int r;
@@ -1297,13 +1188,10 @@ static int stream_event(EtcdCall *call, char *data, size_t len) {
                 return 0;
         if (strlen(data) != len)
                 return -EBADMSG;
-        j = cJSON_ParseWithLengthOpts(data, len + 1, NULL, true);
-        if (!j)
-                return -EBADMSG;
         ev = new0(EtcdResponse, 1);
         if (!ev)
                 return -ENOMEM;
-        r = event_decode(j, ev);
+        r = fl_etcd_json_decode_event(data, len, ev);
         if (r < 0)
                 return r;
         idx = ev->node->modified_index;
