@@ -403,26 +403,17 @@ void fl_api_call_start_write(ApiCall *c) {
         c->api->writing = c;
 }
 
-static uint64_t *unit_write_slot(Api *a, const char *name) {
-        uint32_t h = 2166136261u;   /* FNV-1a */
-
-        for (const char *p = name; *p; p++)
-                h = (h ^ (uint8_t) *p) * 16777619u;
-        return &a->unit_writes[h % API_UNIT_WRITE_SLOTS];
-}
-
 bool fl_api_call_finish_write(ApiCall *c) {
-        uint64_t *slot;
-
         if (!c->api) {
                 fl_api_call_free(c);
                 return false;
         }
         list_remove(&c->api->writing, c);
-        if (c->item) {
-                slot = unit_write_slot(c->api, c->item);
-                *slot = MAX(*slot, fl_registry_write_index(c->api->server->registry));
-        }
+        /* (Out of memory, this unit's next read may not wait for this write.) */
+        if (c->item)
+                (void) fl_pending_writes_add(&c->api->pending, c->item,
+                                             fl_registry_write_index(c->api->server->registry),
+                                             fl_registry_mirror_index(c->api->server->registry));
         return true;
 }
 
@@ -492,7 +483,10 @@ static int on_wait_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 void fl_api_on_registry_change(Api *a) {
-        if (a && a->waiting)
+        if (!a)
+                return;
+        fl_pending_writes_prune(&a->pending, fl_registry_mirror_index(a->server->registry));
+        if (a->waiting)
                 waiting_process(a);
 }
 
@@ -508,8 +502,9 @@ static void api_read(Api *a, HttpRequest *req, const char *item, ApiReadFn fn) {
         }
         c->read_fn = fn;
         /* One unit: after our own writes to it (a PUT of a new unit need not wait for the
-         * writes of the other PUTs in flight beside it). Lists: after all our writes. */
-        c->wait_index = item ? *unit_write_slot(a, item) : fl_registry_write_index(reg);
+         * writes of the other PUTs in flight beside it, nor for a mirror that fell behind
+         * them). Lists: after all our writes. */
+        c->wait_index = item ? fl_pending_writes_get(&a->pending, item) : fl_registry_write_index(reg);
         /* Only decode when the answer can be given now (see waiting_process()). */
         snap = fl_registry_mirror_index(reg) >= c->wait_index ? fl_registry_snapshot(reg) : NULL;
         if (snap) {
@@ -800,6 +795,7 @@ Api *fl_api_free(Api *a) {
                 list_remove(&a->writing, c);
                 c->api = NULL;
         }
+        fl_pending_writes_done(&a->pending);
         sd_event_source_disable_unref(a->wait_timer);
         a->http = fl_http_server_free(a->http);
         a->tls = fl_http_tls_unref(a->tls);

@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "http-server.h"
+#include "pending-writes.h"
 #include "registry.h"
 #include "server.h"
 
@@ -36,13 +37,9 @@ struct ApiCall {
 };
 
 /* The Api itself (opaque outside applets/api*.c). */
-/* Read-your-writes per unit: the store index after our last write to each unit, by a hash of
- * its name (collisions only make a read wait for another unit's write too). */
-#define API_UNIT_WRITE_SLOTS 1024
-
 struct Api {
         Server *server;
-        uint64_t unit_writes[API_UNIT_WRITE_SLOTS];
+        PendingWrites pending;  /* read-your-writes per unit */
         HttpServer *http;
         ApiCall *waiting;       /* reads waiting for the mirror */
         ApiCall *writing;       /* writes waiting for the store */
