@@ -774,7 +774,9 @@ why_missed() {
 		  daemon's watch stream. The row "etcd floor beside each submit run" is etcd doing exactly
 		  that for fleet's own client alone on the box, measured just before each submit: the
 		  submit / floor ratio is what fleet adds (~1.2-1.3: etcd's CPU is about the same either
-		  way, but fleetd adds its own, ~210 ms against ~130 ms for the bare client: the HTTP and
+		  way, but fleetd adds its own, ~190-220 ms against ~120-130 ms for the bare client (~250
+		  before etcd's replies and events were decoded without cJSON and the hot paths stopped
+		  using printf: 398 M instructions per submit to 266 M): the HTTP and
 		  JSON of the PUT, of 3 write replies and of 3 events, ~20 syscalls per unit (10 of them
 		  epoll_wait: sd-event polls once per dispatched source; starting a request on a kept
 		  connection at once instead of from the loop cut those by a third and changed nothing
@@ -793,7 +795,8 @@ why_missed() {
 		  registry, then reading the files), the rest is the PUTs.
 		  The box itself moves the figure: over two days the same code gave full-bench medians
 		  from 460 to 630 ms, and etcd's floor beside them from 362 to 491 ms; the six benches
-		  of one day pooled their 42 runs to 509 ms.
+		  of one day pooled their 42 runs to 509 ms. The cheaper decoding took 6-8% off in
+		  interleaved pairs (20 each: 492 -> 454 ms); its three benches: 464.6, 436.1, 441.4 ms.
 		EOF
 		;;
 	rss_10000) cat <<-'EOF'
