@@ -22,6 +22,8 @@ int fl_buf_append(Buf *b, const void *p, size_t n);
 int fl_buf_puts(Buf *b, const char *s);
 int fl_buf_putc(Buf *b, char c);
 int fl_buf_printf(Buf *b, const char *fmt, ...) _printf_(2, 3);
+/* The UTF-8 encoding of code point cp (at most U+10FFFF; not checked). */
+int fl_buf_put_utf8(Buf *b, uint32_t cp);
 /* Decimal digits of v. */
 int fl_buf_put_u64(Buf *b, uint64_t v);
 /* The strings up to the NULL, one after the other: for hot paths, where printf costs. */

@@ -80,32 +80,6 @@ static int hex4(const char *s, unsigned *ret) {
         return 0;
 }
 
-static int put_utf8(Buf *b, unsigned cp) {
-        char u[4];
-        size_t n;
-
-        if (cp < 0x80) {
-                u[0] = (char) cp;
-                n = 1;
-        } else if (cp < 0x800) {
-                u[0] = (char) (0xc0 | (cp >> 6));
-                u[1] = (char) (0x80 | (cp & 0x3f));
-                n = 2;
-        } else if (cp < 0x10000) {
-                u[0] = (char) (0xe0 | (cp >> 12));
-                u[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
-                u[2] = (char) (0x80 | (cp & 0x3f));
-                n = 3;
-        } else {
-                u[0] = (char) (0xf0 | (cp >> 18));
-                u[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
-                u[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
-                u[3] = (char) (0x80 | (cp & 0x3f));
-                n = 4;
-        }
-        return fl_buf_append(b, u, n);
-}
-
 /* The escapes of a string from q->p (after a backslash-free prefix already in q->tmp) to its
  * closing quote, into q->tmp. */
 static int string_escaped(Parser *q) {
@@ -149,7 +123,7 @@ static int string_escaped(Parser *q) {
                                 cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                         }
                         /* (U+0000 ends the C string there, as it did with cJSON) */
-                        r = put_utf8(&q->tmp, cp);
+                        r = fl_buf_put_utf8(&q->tmp, cp);
                         break;
                 default:
                         return -EBADMSG;

@@ -51,39 +51,13 @@ static bool go_is_print(uint32_t c) {
         return true;
 }
 
-static int append_rune(Buf *b, uint32_t cp) {
-        char u[4];
-        size_t n;
-
-        if (cp < 0x80) {
-                u[0] = (char) cp;
-                n = 1;
-        } else if (cp < 0x800) {
-                u[0] = (char) (0xC0 | cp >> 6);
-                u[1] = (char) (0x80 | (cp & 0x3F));
-                n = 2;
-        } else if (cp < 0x10000) {
-                u[0] = (char) (0xE0 | cp >> 12);
-                u[1] = (char) (0x80 | ((cp >> 6) & 0x3F));
-                u[2] = (char) (0x80 | (cp & 0x3F));
-                n = 3;
-        } else {
-                u[0] = (char) (0xF0 | cp >> 18);
-                u[1] = (char) (0x80 | ((cp >> 12) & 0x3F));
-                u[2] = (char) (0x80 | ((cp >> 6) & 0x3F));
-                u[3] = (char) (0x80 | (cp & 0x3F));
-                n = 4;
-        }
-        return fl_buf_append(b, u, n);
-}
-
 static int append_escaped_rune(Buf *b, uint32_t cp, char quote) {
         static const char esc[] = "\aa\bb\ff\nn\rr\tt\vv";
 
         if (cp == (uint32_t) quote || cp == '\\')
                 return fl_buf_printf(b, "\\%c", (char) cp);
         if (go_is_print(cp))
-                return append_rune(b, cp);
+                return fl_buf_put_utf8(b, cp);
         for (size_t i = 0; esc[i]; i += 2)
                 if ((uint32_t) esc[i] == cp)
                         return fl_buf_printf(b, "\\%c", esc[i + 1]);
