@@ -15,8 +15,6 @@
 #define NODE_MAX_DEPTH 64U
 /* Nesting of values we skip (members etcd may add): cJSON's limit. */
 #define SKIP_MAX_DEPTH 1000U
-/* Largest integer a JSON number (a double) holds exactly. */
-#define MAX_JSON_INT 9007199254740992.0
 
 static void *fl_memdup(const void *p, size_t n) {
         void *d = malloc(n);
@@ -65,16 +63,10 @@ static int hex4(const char *s, unsigned *ret) {
         unsigned v = 0;
 
         for (size_t i = 0; i < 4; i++) {
-                char c = s[i];
-                v <<= 4;
-                if (c >= '0' && c <= '9')
-                        v |= (unsigned) (c - '0');
-                else if (c >= 'a' && c <= 'f')
-                        v |= (unsigned) (c - 'a' + 10);
-                else if (c >= 'A' && c <= 'F')
-                        v |= (unsigned) (c - 'A' + 10);
-                else
+                int d = fl_unhex_char(s[i]);
+                if (d < 0)
                         return -EBADMSG;
+                v = v << 4 | (unsigned) d;
         }
         *ret = v;
         return 0;
@@ -223,7 +215,7 @@ static int integer(Parser *q, bool allow_negative, int64_t *ret) {
         if (r < 0)
                 return r;
         if (simple) {
-                if (v > (uint64_t) MAX_JSON_INT)
+                if (v > (uint64_t) FL_JSON_MAX_INT)
                         return -EBADMSG;        /* a double would round it */
                 d = (double) v;
         }
@@ -233,7 +225,7 @@ static int integer(Parser *q, bool allow_negative, int64_t *ret) {
                         return -ENOMEM;
                 d = fabs(strtod(t, NULL));
         }
-        if (!isfinite(d) || d > MAX_JSON_INT || d != floor(d) || (neg && d != 0 && !allow_negative))
+        if (!isfinite(d) || d > FL_JSON_MAX_INT || d != floor(d) || (neg && d != 0 && !allow_negative))
                 return -EBADMSG;
         *ret = neg ? -(int64_t) d : (int64_t) d;
         return 0;

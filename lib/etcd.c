@@ -47,8 +47,6 @@
 #define ETCD_POOL_MAX 64U
 #define ETCD_POOL_KEEP 4U
 #define ETCD_POOL_IDLE_USEC (5ULL * USEC_PER_SEC_ULL)
-/* Largest integer a JSON number (a double) holds exactly. */
-#define ETCD_MAX_JSON_INT 9007199254740992.0
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(cJSON *, cJSON_Delete);
 
@@ -218,7 +216,7 @@ static bool json_uint(const cJSON *j, uint64_t *ret) {
         if (!cJSON_IsNumber(j))
                 return false;
         d = j->valuedouble;
-        if (!isfinite(d) || d < 0 || d > ETCD_MAX_JSON_INT || d != floor(d))
+        if (!isfinite(d) || d < 0 || d > FL_JSON_MAX_INT || d != floor(d))
                 return false;
         *ret = (uint64_t) d;
         return true;
@@ -300,9 +298,6 @@ int fl_etcd_response_decode(const HttpResponse *h, bool watch, EtcdResponse **re
                         *ret = TAKE_PTR(resp);
                         return -EAGAIN;
                 }
-                /* Exactly one JSON value; an embedded NUL would cut it short silently. */
-                if (strlen(h->body.data) != h->body.len)
-                        return -EBADMSG;
                 r = fl_etcd_json_decode_event(h->body.data, h->body.len, resp);
                 if (r < 0)
                         return r;
@@ -1186,8 +1181,6 @@ static int stream_event(EtcdCall *call, char *data, size_t len) {
         /* Go's json.Encoder ends every object with a newline; tolerate blank lines. */
         if (strspn(data, " \t\r") == len)
                 return 0;
-        if (strlen(data) != len)
-                return -EBADMSG;
         ev = new0(EtcdResponse, 1);
         if (!ev)
                 return -ENOMEM;

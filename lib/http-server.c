@@ -610,16 +610,6 @@ const char *fl_http_status_reason(int status) {
         }
 }
 
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int fl_http_unescape(const char *s, size_t n, bool plus_as_space, char **ret) {
         _cleanup_free_ char *out = new(char, n + 1);
         size_t j = 0;
@@ -632,8 +622,8 @@ int fl_http_unescape(const char *s, size_t n, bool plus_as_space, char **ret) {
                         int hi, lo;
                         if (i + 2 >= n)
                                 return -EINVAL;
-                        hi = unhex(s[i + 1]);
-                        lo = unhex(s[i + 2]);
+                        hi = fl_unhex_char(s[i + 1]);
+                        lo = fl_unhex_char(s[i + 2]);
                         if (hi < 0 || lo < 0)
                                 return -EINVAL;
                         c = (char) (hi * 16 + lo);

@@ -99,16 +99,6 @@ static bool is_digit(char c) {
         return c >= '0' && c <= '9';
 }
 
-static int hex_value(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Case-insensitive search for token t in a comma separated header value. */
 static bool list_has_token(const char *v, const char *t) {
         size_t tl = strlen(t);
@@ -268,12 +258,12 @@ static int parse_chunk_size(HttpResponseParser *p, const char *l) {
         uint64_t size = 0;
         const char *c = l;
 
-        if (hex_value(*c) < 0)
+        if (fl_unhex_char(*c) < 0)
                 return fail(p, -EBADMSG, "bad chunk size");
-        for (; hex_value(*c) >= 0; c++) {
+        for (; fl_unhex_char(*c) >= 0; c++) {
                 if (size > (UINT64_MAX >> 4))
                         return fail(p, -EBADMSG, "chunk size overflows");
-                size = (size << 4) | (uint64_t) hex_value(*c);
+                size = (size << 4) | (uint64_t) fl_unhex_char(*c);
         }
         while (*c == ' ' || *c == '\t')
                 c++;

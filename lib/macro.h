@@ -88,6 +88,17 @@ static inline bool endswith(const char *s, const char *suffix) {
         return ls >= lx && memcmp(s + ls - lx, suffix, lx) == 0;
 }
 
+/* The value of hex digit c, or -1. */
+static inline int fl_unhex_char(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
 /* Frees and returns NULL, for "x = free_and_null(x)" idioms in destructors. */
 static inline void *mfree(void *p) {
         free(p);

@@ -746,23 +746,13 @@ void fl_hash_to_hex(const uint8_t h[20], char ret[41]) {
         ret[40] = 0;
 }
 
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int fl_hash_from_hex(const char *s, uint8_t ret[20]) {
         uint8_t h[20];
 
         if (!s || strlen(s) != 40)
                 return -EINVAL;
         for (size_t i = 0; i < 20; i++) {
-                int hi = unhex(s[2 * i]), lo = unhex(s[2 * i + 1]);
+                int hi = fl_unhex_char(s[2 * i]), lo = fl_unhex_char(s[2 * i + 1]);
 
                 if (hi < 0 || lo < 0)
                         return -EINVAL;

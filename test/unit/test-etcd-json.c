@@ -159,6 +159,19 @@ TEST(refused) {
         }
 }
 
+TEST(embedded_nul) {
+        /* a NUL inside the body must not end it early, neither in a string nor after the value */
+        static const char a[] = "{\"action\":\"get\",\"node\":{\"key\":\"/a\0b\"}}";
+        static const char b[] = "{\"action\":\"get\",\"node\":{}}\0garbage";
+        EtcdResponse *r = calloc(1, sizeof(*r));
+
+        ASSERT_ERR(fl_etcd_json_decode_event(a, sizeof(a) - 1, r), -EBADMSG);
+        fl_etcd_response_free(r);
+        r = calloc(1, sizeof(*r));
+        ASSERT_ERR(fl_etcd_json_decode_event(b, sizeof(b) - 1, r), -EBADMSG);
+        fl_etcd_response_free(r);
+}
+
 TEST(depth) {
         /* nodes 64 deep below the top are fine, 65 are not; skipped values may nest 1,000 deep */
         for (unsigned levels = 64; levels <= 65; levels++) {
@@ -215,4 +228,4 @@ TEST(many_children) {
         fl_buf_done(&b);
 }
 
-TEST_MAIN(T(reply_and_event), T(strings), T(refused), T(depth), T(many_children))
+TEST_MAIN(T(reply_and_event), T(strings), T(refused), T(embedded_nul), T(depth), T(many_children))
